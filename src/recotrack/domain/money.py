@@ -1,0 +1,71 @@
+"""Exact money and quantities.
+
+Money is ``decimal.Decimal`` from the wire to the database and back; no value ever passes
+through a binary float (JSON is parsed with ``parse_float=Decimal``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from .errors import ApiError
+
+MAX_MONEY = Decimal(10) ** 12
+MAX_DECIMALS = 6
+MAX_QTY = 1_000_000
+CENT = Decimal("0.01")
+
+
+def parse_money(value: object, field: str, code: str) -> Decimal:
+    """A non-negative decimal below 10^12 with at most 6 decimal places, or ``ApiError``."""
+    accepted = "a number or numeric string >= 0 and below 10^12, at most 6 decimal places"
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    try:
+        amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}") from None
+    if not amount.is_finite() or amount < 0 or amount >= MAX_MONEY:
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    if _decimals(amount) > MAX_DECIMALS:
+        amount = amount.normalize()  # 1.5000000 is 1.5
+        if _decimals(amount) > MAX_DECIMALS:
+            raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    return amount + 0  # drops a negative zero
+
+
+def parse_qty(value: object, field: str, code: str) -> int:
+    """A whole number from 1 to 1,000,000 (a numeric string is accepted), or ``ApiError``."""
+    accepted = f"a whole number from 1 to {MAX_QTY:,}"
+    if isinstance(value, bool):
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    number: Decimal
+    try:
+        if isinstance(value, int):
+            number = Decimal(value)
+        elif isinstance(value, (str, Decimal)):
+            number = Decimal(value.strip()) if isinstance(value, str) else value
+        else:
+            raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    except (InvalidOperation, ValueError):
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}") from None
+    if not number.is_finite() or number != number.to_integral_value() or not 1 <= number <= MAX_QTY:
+        raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
+    return int(number)
+
+
+def format_money(amount: Decimal) -> str:
+    """The exact amount as text, with at least two decimals: ``35.5`` -> ``"35.50"``."""
+    if _decimals(amount) < 2:
+        amount = amount.quantize(CENT)
+    return f"{amount:f}"
+
+
+def _decimals(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _show(value: object) -> str:
+    text = repr(value) if not isinstance(value, Decimal) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,74 @@
+"""Reading requests: bodies with a size limit, form and query decoding, JSON without floats."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from ..domain.errors import ApiError
+
+MAX_BODY = 256 * 1024
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body, or 413 ``PayloadTooLarge`` as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError("PayloadTooLarge", f"the body is larger than {limit // 1024} KiB")
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def decode_form(body: bytes, code: str = "MalformedJson") -> list[tuple[str, str]]:
+    """``application/x-www-form-urlencoded`` pairs; ``|`` may be raw or ``%7C``."""
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(code, "the form body is not valid UTF-8 form encoding") from None
+
+
+def load_json(raw: bytes | str, what: str = "the JSON") -> Any:
+    """JSON with decimals for every fractional number; 400 ``MalformedJson`` otherwise."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError:
+        raise ApiError("MalformedJson", f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0][:160]
+        raise ApiError("MalformedJson", f"{what} is not valid JSON: {detail}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def merge_params(*sources: list[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """One value per name from query and body; names given twice with different values."""
+    merged: dict[str, str] = {}
+    conflicts: list[str] = []
+    for pairs in sources:
+        for name, value in pairs:
+            if name in merged and merged[name] != value and name not in conflicts:
+                conflicts.append(name)
+            merged.setdefault(name, value)
+    return merged, conflicts

@@ -1,0 +1,181 @@
+"""Placing and cancelling orders: the rules both surfaces share (API.md 5.1, 5.2, 5.4, 6).
+
+Every change of an order moves the read model by ``delta(before, after)`` in the same
+transaction, so the statistics never count a cancelled line, whatever order requests arrive in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..domain.errors import ApiError, Warning_
+from ..domain.orders import CancelItem, Event, HeldCancel, Order, State
+from ..domain.sites import Site
+from ..domain.stats import delta
+from ..store.repository import Repository
+
+# How a placement went.
+CREATED, SAME, UPDATED, CONFLICT = "created", "same", "updated", "conflict"
+
+
+@dataclass
+class Placed:
+    order: Order
+    outcome: str
+    warnings: list[Warning_] = field(default_factory=list)
+
+
+@dataclass
+class Cancelled:
+    order_no: str
+    state: State
+    held: bool = False  # the order is not known yet: the cancellation is held
+
+    @property
+    def warnings(self) -> list[Warning_]:
+        if not self.held:
+            return []
+        return [
+            Warning_(
+                "OrderNotFound",
+                f"order {self.order_no!r:.80} has not been seen yet; the cancellation is held"
+                " and applied if it arrives",
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asked, for the order's history."""
+
+    channel: str = ""
+    session: str = ""
+    cuid: str = ""
+    reason: str = ""
+
+
+def place_order(repo: Repository, site: Site, new: Order, now: datetime) -> Placed:
+    """Store a new order, ignore a same-content re-send, or update it when the site allows."""
+    existing = repo.find_order(site.name, new.source, new.key_channel, new.order_no)
+    context = Context(new.channel, new.session, new.cuid)
+    if existing is None:
+        return _create(repo, site, new, now, context)
+    if existing.content() == new.content():
+        return Placed(existing, SAME)
+    if not site.settings.cancellations:
+        return Placed(
+            existing,
+            CONFLICT,
+            [
+                Warning_(
+                    "OrderConflict",
+                    f"order {new.order_no!r:.80} was already placed with different content;"
+                    " the first one is kept (order updates need cancellations enabled)",
+                )
+            ],
+        )
+    before = existing.copy()
+    existing.replace_content(new)
+    existing.new_events.append(_event("updated", now, context))
+    repo.update_order(existing, now, lines_replaced=True)
+    repo.apply(site.name, delta(before, existing))
+    return Placed(existing, UPDATED)
+
+
+def cancel_order(
+    repo: Repository,
+    site: Site,
+    source: str,
+    channel_key: str,
+    order_no: str,
+    items: list[CancelItem] | None,
+    context: Context,
+    now: datetime,
+) -> Cancelled:
+    """Cancel a whole order, or lines of it; hold the cancellation if the order is unseen."""
+    order = repo.find_order(site.name, source, channel_key, order_no)
+    if order is None:
+        _hold(repo, site, source, channel_key, order_no, items, context, now)
+        return Cancelled(order_no, State.CANCEL_PENDING, held=True)
+    before = order.copy()
+    if items is None:
+        if not order.cancel_whole():
+            return Cancelled(order_no, order.state)
+        order.new_events.append(_event("cancelled", now, context))
+    else:
+        order.cancel_items(items)
+        order.new_events.append(_event("line-cancelled", now, context, _describe(items)))
+    repo.update_order(order, now, lines_replaced=False)
+    repo.apply(site.name, delta(before, order))
+    return Cancelled(order_no, order.state)
+
+
+def _create(repo: Repository, site: Site, new: Order, now: datetime, context: Context) -> Placed:
+    new.new_events.append(_event("placed", now, context))
+    held = repo.held_for(site.name, new.source, new.key_channel, new.order_no, now)
+    warnings = []
+    for cancel in held:
+        skipped = new.apply_held(cancel.items)
+        detail = "whole order" if cancel.items is None else _describe(cancel.items)
+        if skipped:
+            detail += f" (not applied: {skipped})"
+        held_context = Context(cancel.channel, cancel.session, cancel.cuid, cancel.reason)
+        new.new_events.append(_event("applied", now, held_context, detail))
+    if held:
+        repo.delete_held(site.name, [cancel.id for cancel in held if cancel.id is not None])
+        warnings.append(
+            Warning_(
+                "CancelledOnArrival",
+                f"a cancellation for order {new.order_no!r:.80} arrived first and was applied;"
+                " the cancelled quantities are not counted",
+            )
+        )
+    repo.insert_order(new, now)
+    repo.apply(site.name, delta(None, new))
+    return Placed(new, CREATED, warnings)
+
+
+def _hold(
+    repo: Repository,
+    site: Site,
+    source: str,
+    channel_key: str,
+    order_no: str,
+    items: list[CancelItem] | None,
+    context: Context,
+    now: datetime,
+) -> None:
+    pending = repo.held_for(site.name, source, channel_key, order_no, now)
+    if items is None and any(cancel.items is None for cancel in pending):
+        return  # a retried whole cancellation is held once
+    repo.insert_held(
+        HeldCancel(
+            site=site.name,
+            source=source,
+            channel=channel_key,
+            order_no=order_no,
+            items=items,
+            at=now,
+            expires_at=now + timedelta(days=site.settings.pending_cancel_days),
+            session=context.session,
+            cuid=context.cuid,
+            reason=context.reason,
+        )
+    )
+
+
+def _event(kind: str, now: datetime, context: Context, detail: str = "") -> Event:
+    return Event(kind, now, context.channel, context.session, context.cuid, context.reason, detail)
+
+
+def _describe(items: list[CancelItem]) -> str:
+    return ", ".join(
+        f"{item.ref_code} x{'all' if item.qty is None else item.qty}" for item in items
+    )
+
+
+def require(problem: ApiError | None) -> None:
+    """Raise a parsing problem at the point its check belongs."""
+    if problem is not None:
+        raise problem

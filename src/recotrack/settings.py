@@ -1,0 +1,81 @@
+"""Every setting, declared once: name, type, default and help; read once, failing fast.
+
+Each is read from the environment as ``RECOTRACK_<NAME>``; the CLI's options override them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value its type does not accept; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/recotrack.db"
+    admin_token: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    sqlite_synchronous: str = "FULL"
+    max_body_bytes: int = 256 * 1024
+    write_batch_max: int = 512
+    write_queue_max: int = 10_000
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"RECOTRACK_{f.name.upper()}"
+            if key in env:
+                values[f.name] = _convert(key, env[key], type(getattr(cls(), f.name)))
+        settings = cls(**values)
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError(
+                "RECOTRACK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA;"
+                f" got {self.sqlite_synchronous!r}"
+            )
+        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(
+                "RECOTRACK_DATABASE_URL must be sqlite:///PATH or postgresql://...;"
+                f" got {self.database_url!r}"
+            )
+        for name in ("port", "workers", "max_body_bytes", "write_batch_max", "write_queue_max"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"RECOTRACK_{name.upper()} must be at least 1")
+
+
+HELP = {
+    "database_url": "sqlite:///PATH (default, a file under ./var/) or postgresql://...",
+    "admin_token": "bearer token of the management API; without it the first serve makes one",
+    "host": "address serve listens on",
+    "port": "port serve listens on",
+    "workers": "server processes serve runs on the port",
+    "sqlite_synchronous": "SQLite synchronous pragma: FULL (default, durable), EXTRA, NORMAL, OFF",
+    "max_body_bytes": "largest request body accepted (413 above)",
+    "write_batch_max": "most writes committed in one transaction (group commit)",
+    "write_queue_max": "most writes waiting for the writer before 503 Overloaded",
+    "log_level": "debug, info, warning or error",
+}
+assert set(HELP) == {f.name for f in fields(Settings)}
+
+
+def _convert(key: str, raw: str, kind: type) -> Any:
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{key} must be a whole number; got {raw!r}") from None
+    return raw

@@ -1,0 +1,88 @@
+"""What the SQL code needs from a connection, whatever the driver.
+
+SQL is written once with ``?`` placeholders; the PostgreSQL dialect rewrites them. Money goes
+in as the dialect wants it (text on SQLite, Decimal on PostgreSQL) and always comes out as
+``Decimal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from .schema import POSTGRES
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+    def cursor(self) -> Any: ...
+
+
+class StoreError(Exception):
+    """The database failed (not the request): the change was not made."""
+
+
+@dataclass
+class Dialect:
+    name: str
+    _cache: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def postgres(self) -> bool:
+        return self.name == POSTGRES
+
+    def sql(self, text: str) -> str:
+        if not self.postgres:
+            return text
+        converted = self._cache.get(text)
+        if converted is None:
+            converted = self._cache[text] = text.replace("%", "%%").replace("?", "%s")
+        return converted
+
+    def money(self, amount: Decimal) -> Any:
+        return amount if self.postgres else format(amount, "f")
+
+    def money_sum(self, column: str) -> str:
+        return f"SUM({column})" if self.postgres else f"dec_sum({column})"
+
+    @property
+    def for_update(self) -> str:
+        return " FOR UPDATE" if self.postgres else ""
+
+
+class Db:
+    """A connection and its dialect: the one place SQL is executed."""
+
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self.dialect.sql(sql), params)
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.cursor().executemany(self.dialect.sql(sql), rows)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+
+def iso(moment: datetime) -> str:
+    """UTC, fixed width, so text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def dec(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(value)

@@ -1,0 +1,52 @@
+"""The storage port: run a function in a write transaction or against a consistent read.
+
+Services are plain functions ``fn(repository) -> result``. ``write`` runs them in a
+transaction that is committed (durably) before it returns; a function that raises leaves no
+trace. Adapters may commit many waiting writes in one transaction (group commit) but each
+write still succeeds or fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from .repository import Repository
+
+T = TypeVar("T")
+Work = Callable[[Repository], T]
+
+
+class Store(ABC):
+    def __init__(self, read_threads: int = 4) -> None:
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="recotrack-read")
+        self.on_batch: Callable[[int], None] | None = None  # told each commit's write count
+
+    @abstractmethod
+    def submit(self, work: Work[T]) -> Future[T]:
+        """Queue ``work`` for a write transaction; the future resolves after the commit."""
+
+    @abstractmethod
+    def read_sync(self, work: Work[T]) -> T:
+        """Run ``work`` against the latest committed state, on the calling thread."""
+
+    def write_sync(self, work: Work[T]) -> T:
+        return self.submit(work).result()
+
+    async def write(self, work: Work[T]) -> T:
+        return await asyncio.wrap_future(self.submit(work))
+
+    async def read(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, work)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+
+    @property
+    @abstractmethod
+    def stats(self) -> dict[str, float]:
+        """Counters for /metrics: batches, writes, queue depth."""

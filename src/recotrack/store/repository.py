@@ -1,0 +1,419 @@
+"""Sites, sessions, orders and held cancellations in SQL: the write side of the store.
+
+A ``Repository`` lives for one unit of work inside the store's transaction; services call it
+and never see SQL. The read model it keeps in step is in ``recotrack.store.readmodel``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ..domain.orders import CancelItem, Event, HeldCancel, Line, Order
+from ..domain.sessions import Session
+from ..domain.sites import Site, SiteSettings
+from ..domain.stats import Delta
+from .db import Db, dec, from_iso, iso
+from .readmodel import ReadModel
+
+_ORDER_COLUMNS = (
+    "id, site, source, channel, order_no, currency, subtotal, shipping, total, ordered_at, "
+    "session, cuid, user_id, customer_id, crowd, cancelled_whole"
+)
+
+
+class Repository(ReadModel):
+    """Everything a service may read or change, inside one transaction."""
+
+    def __init__(self, db: Db) -> None:
+        super().__init__(db)
+
+    # -- sites ---------------------------------------------------------------------------
+
+    def get_site(self, name: str) -> Site | None:
+        row = self.db.one("SELECT settings, created_at FROM sites WHERE site = ?", (name,))
+        if row is None:
+            return None
+        site = Site(name, SiteSettings(**json.loads(row[0])), from_iso(row[1]))
+        for kind, channel, token_hash in self.db.all(
+            "SELECT kind, channel, token_hash FROM tokens WHERE site = ?", (name,)
+        ):
+            site.token_hashes[(kind, channel)] = token_hash
+        return site
+
+    def insert_site(self, site: Site) -> None:
+        self.db.execute(
+            "INSERT INTO sites (site, settings, created_at) VALUES (?, ?, ?)",
+            (site.name, _settings_json(site.settings), iso(site.created_at)),
+        )
+
+    def save_settings(self, name: str, settings: SiteSettings) -> None:
+        self.db.execute(
+            "UPDATE sites SET settings = ? WHERE site = ?", (_settings_json(settings), name)
+        )
+
+    def set_token(self, site: str, kind: str, channel: str, token_hash: str, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO tokens (site, kind, channel, token_hash, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (site, kind, channel) DO UPDATE SET token_hash = excluded.token_hash,"
+            " created_at = excluded.created_at",
+            (site, kind, channel, token_hash, iso(now)),
+        )
+
+    def site_names(self) -> list[str]:
+        return [row[0] for row in self.db.all("SELECT site FROM sites ORDER BY site")]
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def get_session(self, site: str, session_id: str) -> Session | None:
+        row = self.db.one(
+            "SELECT cuid, user_id, created_at, last_seen, basket, checkout FROM sessions"
+            " WHERE site = ? AND id = ?",
+            (site, session_id),
+        )
+        if row is None:
+            return None
+        return Session(
+            site, session_id, row[0], from_iso(row[2]), from_iso(row[3]), row[1], row[4], row[5]
+        )
+
+    def save_session(self, session: Session) -> None:
+        self.db.execute(
+            "INSERT INTO sessions (site, id, cuid, user_id, created_at, last_seen, basket, checkout)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, id) DO UPDATE SET"
+            " cuid = excluded.cuid, user_id = excluded.user_id, last_seen = excluded.last_seen,"
+            " basket = excluded.basket, checkout = excluded.checkout",
+            (
+                session.site,
+                session.id,
+                session.cuid,
+                session.user_id,
+                iso(session.created_at),
+                iso(session.last_seen),
+                session.basket,
+                session.checkout,
+            ),
+        )
+
+    # -- orders --------------------------------------------------------------------------
+
+    def find_order(
+        self, site: str, source: str, channel_key: str, order_no: str, lock: bool = True
+    ) -> Order | None:
+        """The order under its key, with its lines; locked for update on PostgreSQL."""
+        row = self.db.one(
+            f"SELECT {_ORDER_COLUMNS} FROM orders"
+            " WHERE site = ? AND source = ? AND channel_key = ? AND order_no = ?"
+            + (self.db.dialect.for_update if lock else ""),
+            (site, source, channel_key, order_no),
+        )
+        return None if row is None else self._with_lines(row)
+
+    def order_by_id(self, site: str, order_id: int) -> Order | None:
+        row = self.db.one(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE site = ? AND id = ?", (site, order_id)
+        )
+        return None if row is None else self._with_lines(row)
+
+    def offline_channels_of(self, site: str, order_no: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.db.all(
+                "SELECT channel FROM orders WHERE site = ? AND source = 'offline'"
+                " AND order_no = ? ORDER BY channel",
+                (site, order_no),
+            )
+        ]
+
+    def insert_order(self, order: Order, now: datetime) -> None:
+        money = self.db.dialect.money
+        row = self.db.one(
+            "INSERT INTO orders (site, source, channel_key, order_no, channel, state, currency,"
+            " subtotal, shipping, total, ordered_at, day, session, cuid, user_id, customer_id,"
+            " crowd, cancelled_whole, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                order.site,
+                order.source,
+                order.key_channel,
+                order.order_no,
+                order.channel,
+                order.state.value,
+                order.currency,
+                money(order.subtotal),
+                money(order.shipping),
+                money(order.total),
+                iso(order.ordered_at),
+                order.day,
+                order.session,
+                order.cuid,
+                order.user_id,
+                order.customer_id,
+                int(order.crowd),
+                int(order.cancelled_whole),
+                iso(now),
+                iso(now),
+            ),
+        )
+        order.id = int(row[0])
+        self._insert_lines(order)
+        self._insert_events(order)
+
+    def update_order(self, order: Order, now: datetime, lines_replaced: bool) -> None:
+        money = self.db.dialect.money
+        self.db.execute(
+            "UPDATE orders SET state = ?, currency = ?, subtotal = ?, shipping = ?, total = ?,"
+            " ordered_at = ?, day = ?, user_id = ?, customer_id = ?, crowd = ?,"
+            " cancelled_whole = ?, updated_at = ? WHERE site = ? AND id = ?",
+            (
+                order.state.value,
+                order.currency,
+                money(order.subtotal),
+                money(order.shipping),
+                money(order.total),
+                iso(order.ordered_at),
+                order.day,
+                order.user_id,
+                order.customer_id,
+                int(order.crowd),
+                int(order.cancelled_whole),
+                iso(now),
+                order.site,
+                order.id,
+            ),
+        )
+        if lines_replaced:
+            self.db.execute(
+                "DELETE FROM order_lines WHERE site = ? AND order_id = ?", (order.site, order.id)
+            )
+            self._insert_lines(order)
+        else:
+            self.conn_executemany(
+                "UPDATE order_lines SET cancelled = ? WHERE site = ? AND order_id = ?"
+                " AND line_no = ?",
+                [(line.cancelled, order.site, order.id, n) for n, line in enumerate(order.lines)],
+            )
+        self._insert_events(order)
+
+    def order_events(self, site: str, order_id: int) -> list[Event]:
+        return [
+            Event(row[0], from_iso(row[1]), row[2], row[3], row[4], row[5], row[6])
+            for row in self.db.all(
+                "SELECT kind, at, channel, session, cuid, reason, detail FROM order_events"
+                " WHERE site = ? AND order_id = ? ORDER BY seq",
+                (site, order_id),
+            )
+        ]
+
+    def _with_lines(self, row: tuple[Any, ...]) -> Order:
+        order = Order(
+            site=row[1],
+            source=row[2],
+            channel=row[3],
+            order_no=row[4],
+            currency=row[5],
+            subtotal=dec(row[6]),
+            shipping=dec(row[7]),
+            total=dec(row[8]),
+            lines=[],
+            ordered_at=from_iso(row[9]),
+            session=row[10],
+            cuid=row[11],
+            user_id=row[12],
+            customer_id=row[13],
+            crowd=bool(row[14]),
+            cancelled_whole=bool(row[15]),
+            id=int(row[0]),
+        )
+        order.lines = [
+            Line(r[0], int(r[1]), dec(r[3]), r[4], r[5], int(r[2]))
+            for r in self.db.all(
+                "SELECT ref_code, qty, cancelled, price, variant, attributes FROM order_lines"
+                " WHERE site = ? AND order_id = ? ORDER BY line_no",
+                (order.site, order.id),
+            )
+        ]
+        return order
+
+    def _insert_lines(self, order: Order) -> None:
+        money = self.db.dialect.money
+        self.conn_executemany(
+            "INSERT INTO order_lines (site, order_id, line_no, ref_code, qty, cancelled, price,"
+            " variant, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    order.site,
+                    order.id,
+                    n,
+                    line.ref_code,
+                    line.qty,
+                    line.cancelled,
+                    money(line.price),
+                    line.variant,
+                    line.attributes,
+                )
+                for n, line in enumerate(order.lines)
+            ],
+        )
+
+    def _insert_events(self, order: Order) -> None:
+        if not order.new_events:
+            return
+        row = self.db.one(
+            "SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE site = ? AND order_id = ?",
+            (order.site, order.id),
+        )
+        seq = int(row[0])
+        self.conn_executemany(
+            "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
+            " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    order.site,
+                    order.id,
+                    seq + n,
+                    e.kind,
+                    iso(e.at),
+                    e.channel,
+                    e.session,
+                    e.cuid,
+                    e.reason,
+                    e.detail,
+                )
+                for n, e in enumerate(order.new_events, start=1)
+            ],
+        )
+        order.new_events = []
+
+    # -- held cancellations --------------------------------------------------------------
+
+    def held_for(
+        self, site: str, source: str, channel_key: str, order_no: str, now: datetime
+    ) -> list[HeldCancel]:
+        """Held cancellations for this order key that have not expired, oldest first."""
+        return [
+            _held(row)
+            for row in self.db.all(
+                "SELECT id, site, source, channel_key, order_no, items, at, expires_at, session,"
+                " cuid, reason FROM held_cancels WHERE site = ? AND source = ?"
+                " AND channel_key = ? AND order_no = ? AND expires_at > ? ORDER BY id",
+                (site, source, channel_key, order_no, iso(now)),
+            )
+        ]
+
+    def insert_held(self, held: HeldCancel) -> None:
+        items = (
+            None
+            if held.items is None
+            else json.dumps([[item.ref_code, item.qty] for item in held.items])
+        )
+        self.db.execute(
+            "INSERT INTO held_cancels (site, source, channel_key, order_no, items, at,"
+            " expires_at, session, cuid, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                held.site,
+                held.source,
+                held.channel,
+                held.order_no,
+                items,
+                iso(held.at),
+                iso(held.expires_at),
+                held.session,
+                held.cuid,
+                held.reason,
+            ),
+        )
+
+    def delete_held(self, site: str, ids: list[int]) -> None:
+        self.conn_executemany(
+            "DELETE FROM held_cancels WHERE site = ? AND id = ?", [(site, i) for i in ids]
+        )
+
+    def purge_expired_held(self, now: datetime) -> int:
+        cursor = self.db.execute("DELETE FROM held_cancels WHERE expires_at <= ?", (iso(now),))
+        return int(cursor.rowcount or 0)
+
+    # -- read model ----------------------------------------------------------------------
+
+    def apply(self, site: str, change: Delta) -> None:
+        """Add ``change`` to the site's statistics (same transaction as the order)."""
+        money = self.db.dialect.money
+        dialect = self.db.dialect
+        if change.products:
+            self.conn_executemany(
+                "INSERT INTO stat_products (site, day, ref_code, units, revenue)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, day, ref_code) DO UPDATE SET"
+                " units = stat_products.units + excluded.units, revenue = "
+                f"{_add(dialect.postgres, 'stat_products.revenue', 'excluded.revenue')}",
+                [
+                    (site, day, ref, units, money(revenue))
+                    for (day, ref), (units, revenue) in sorted(change.products.items())
+                ],
+            )
+        if change.pairs:
+            self.conn_executemany(
+                "INSERT INTO stat_pairs (site, ref_code, other, orders) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (site, ref_code, other) DO UPDATE SET"
+                " orders = stat_pairs.orders + excluded.orders",
+                [(site, a, b, n) for (a, b), n in sorted(change.pairs.items())],
+            )
+        for day, r in sorted(change.days.items()):
+            self.db.execute(
+                "INSERT INTO stat_days (site, day, orders, units, revenue, cancelled_orders,"
+                " cancelled_revenue) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, day)"
+                " DO UPDATE SET orders = stat_days.orders + excluded.orders,"
+                " units = stat_days.units + excluded.units,"
+                f" revenue = {_add(dialect.postgres, 'stat_days.revenue', 'excluded.revenue')},"
+                " cancelled_orders = stat_days.cancelled_orders + excluded.cancelled_orders,"
+                " cancelled_revenue = "
+                f"{_add(dialect.postgres, 'stat_days.cancelled_revenue', 'excluded.cancelled_revenue')}",
+                (
+                    site,
+                    day,
+                    r.orders,
+                    r.units,
+                    money(r.revenue),
+                    r.cancelled_orders,
+                    money(r.cancelled_revenue),
+                ),
+            )
+
+    def conn_executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.db.many(sql, rows)
+
+
+def _add(postgres: bool, left: str, right: str) -> str:
+    return f"{left} + {right}" if postgres else f"dec_add({left}, {right})"
+
+
+def _settings_json(settings: SiteSettings) -> str:
+    return json.dumps(settings.__dict__, sort_keys=True)
+
+
+def _held(row: tuple[Any, ...]) -> HeldCancel:
+    items = None if row[5] is None else [CancelItem(ref, qty) for ref, qty in json.loads(row[5])]
+    return HeldCancel(
+        site=row[1],
+        source=row[2],
+        channel=row[3],
+        order_no=row[4],
+        items=items,
+        at=from_iso(row[6]),
+        expires_at=from_iso(row[7]),
+        session=row[8],
+        cuid=row[9],
+        reason=row[10],
+        id=int(row[0]),
+    )
