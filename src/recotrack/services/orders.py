@@ -57,6 +57,7 @@ class Context:
 
 def place_order(repo: Repository, site: Site, new: Order, now: datetime) -> Placed:
     """Store a new order, ignore a same-content re-send, or update it when the site allows."""
+    repo.lock_order_key(site.name, new.source, new.key_channel, new.order_no)
     existing = repo.find_order(site.name, new.source, new.key_channel, new.order_no)
     context = Context(new.channel, new.session, new.cuid)
     if existing is None:
@@ -94,6 +95,7 @@ def cancel_order(
     now: datetime,
 ) -> Cancelled:
     """Cancel a whole order, or lines of it; hold the cancellation if the order is unseen."""
+    repo.lock_order_key(site.name, source, channel_key, order_no)
     order = repo.find_order(site.name, source, channel_key, order_no)
     if order is None:
         _hold(repo, site, source, channel_key, order_no, items, context, now)

@@ -109,6 +109,15 @@ class Repository(ReadModel):
 
     # -- orders --------------------------------------------------------------------------
 
+    def lock_order_key(self, site: str, source: str, channel_key: str, order_no: str) -> None:
+        """Serialise every change of one order key, including its held cancellations, until
+        the transaction ends. SQLite has one writer, so only PostgreSQL needs the lock."""
+        if self.db.dialect.postgres:
+            self.db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+                ("\x1f".join((site, source, channel_key, order_no)),),
+            )
+
     def find_order(
         self, site: str, source: str, channel_key: str, order_no: str, lock: bool = True
     ) -> Order | None:
