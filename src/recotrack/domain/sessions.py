@@ -10,14 +10,27 @@ from datetime import datetime, timedelta
 VERSIONS = ("v1_2", "v1_3", "v1_4")
 NEW = "new"
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BASE62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Random bytes map to characters through translate(): byte b below 248 (4 x 62) becomes
+# _BASE62[b % 62], below 250 (25 x 10) a digit; the rest are dropped, so every character is
+# equally likely.
+_TO_BASE62 = bytes(_BASE62[b % 62] for b in range(248)) + bytes(8)
+_NOT_BASE62 = bytes(range(248, 256))
+_TO_DIGIT = bytes(_BASE62[b % 10] for b in range(250)) + bytes(6)
+_NOT_DIGIT = bytes(range(250, 256))
 _ISSUED = re.compile(r"(\d{1,20})[|/]([0-9A-Za-z]{16,64})")
 
 
+def _random_chars(count: int, table: bytes, dropped: bytes) -> str:
+    out = b""
+    while len(out) < count:
+        out += secrets.token_bytes(count + 16).translate(table, dropped)
+    return out[:count].decode("ascii")
+
+
 def _random_id(digits: int, chars: int, separator: str) -> str:
-    number = "".join(secrets.choice("0123456789") for _ in range(digits))
-    token = "".join(secrets.choice(_BASE62) for _ in range(chars))
-    return f"{number}{separator}{token}"
+    number = _random_chars(digits, _TO_DIGIT, _NOT_DIGIT)
+    return f"{number}{separator}{_random_chars(chars, _TO_BASE62, _NOT_BASE62)}"
 
 
 def separator(version: str) -> str:
