@@ -52,6 +52,10 @@ class Settings:
                 "RECOTRACK_DATABASE_URL must be sqlite:///PATH or postgresql://...;"
                 f" got {self.database_url!r}"
             )
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError(
+                f"RECOTRACK_LOG_LEVEL must be debug, info, warning or error; got {self.log_level!r}"
+            )
         for name in ("port", "workers", "max_body_bytes", "write_batch_max", "write_queue_max"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RECOTRACK_{name.upper()} must be at least 1")

@@ -16,8 +16,11 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The whole body, or 413 ``PayloadTooLarge`` as soon as it passes ``limit`` bytes."""
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The whole body, or 413 ``PayloadTooLarge`` as soon as it passes ``limit`` bytes
+    (by default the app's ``RECOTRACK_MAX_BODY_BYTES``)."""
+    if limit is None:
+        limit = int(request.app.state.ctx.settings.max_body_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -31,7 +34,8 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError("PayloadTooLarge", f"the body is larger than {limit // 1024} KiB")
+    size = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+    return ApiError("PayloadTooLarge", f"the body is larger than {size}")
 
 
 def media_type(request: Request) -> str:
