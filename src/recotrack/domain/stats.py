@@ -16,6 +16,11 @@ from .orders import Order, State
 
 ZERO = Decimal(0)
 
+# An order with more distinct live products than this adds nothing to bought together: its
+# pairs grow with the square of its size (1,000 products make 499,500 pairs, seconds of
+# writing), and a bulk purchase says little about which products go together.
+MAX_PAIR_PRODUCTS = 100
+
 
 @dataclass(frozen=True)
 class Report:
@@ -87,6 +92,8 @@ class Delta:
                 old_units + sign * units,
                 old_revenue + sign * revenue,
             )
+        if len(live) > MAX_PAIR_PRODUCTS:
+            return
         for a, b in combinations(sorted(live), 2):
             self.pairs[(a, b)] = self.pairs.get((a, b), 0) + sign
             self.pairs[(b, a)] = self.pairs.get((b, a), 0) + sign
