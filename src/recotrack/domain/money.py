@@ -55,10 +55,11 @@ def parse_qty(value: object, field: str, code: str) -> int:
 
 
 def format_money(amount: Decimal) -> str:
-    """The exact amount as text, with at least two decimals: ``35.5`` -> ``"35.50"``."""
-    if _decimals(amount) < 2:
-        amount = amount.quantize(CENT)
-    return f"{amount:f}"
+    """The exact amount as text, with two decimals or as many as it needs: ``35.5`` ->
+    ``"35.50"``, ``0.200000`` -> ``"0.20"`` (sums of 6-decimal prices keep their zeros),
+    ``0.333333`` -> ``"0.333333"``. Text only, so no context precision can round it."""
+    whole, _, fraction = f"{amount:f}".partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def _decimals(amount: Decimal) -> int:
@@ -67,5 +68,7 @@ def _decimals(amount: Decimal) -> int:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        value = Decimal(value)  # repr() refuses an int of more than 4300 digits
     text = repr(value) if not isinstance(value, Decimal) else str(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -8,6 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from .errors import ApiError
@@ -21,11 +22,22 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CHANNEL = re.compile(r"[a-z0-9_-]{1,32}")
 
 
+def _shown(value: object) -> str:
+    """A bad value as the client sent it (JSON numbers arrive as Decimal), at most 80 chars."""
+    return f"{str(value) if isinstance(value, Decimal) else repr(value):.80}"
+
+
+def is_site_name(name: object) -> bool:
+    """Whether ``name`` can name a site; nothing else needs looking up (the database may
+    refuse such text outright: PostgreSQL takes no NUL, neither takes a lone surrogate)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
 def check_site_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_site_name(name):
         raise ApiError(
             "SiteNotRecognized",
-            f"site name must be 1-64 of A-Z a-z 0-9 _ -; got {name!r:.80}",
+            f"site name must be 1-64 of A-Z a-z 0-9 _ -; got {_shown(name)}",
             status=400,
         )
     return name
@@ -35,7 +47,7 @@ def check_channel(channel: object) -> str:
     if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
         raise ApiError(
             "MissingOrMalformedChannel",
-            f"channel must be 1-32 of a-z 0-9 _ -; got {channel!r:.80}",
+            f"channel must be 1-32 of a-z 0-9 _ -; got {_shown(channel)}",
         )
     return channel
 
@@ -96,19 +108,20 @@ assert set(WIRE.values()) == {f.name for f in fields(SiteSettings)}
 def _check_setting(key: str, value: Any) -> Any:
     if key in ("cancellations", "offlineOrdersAffectCrowd"):
         if not isinstance(value, bool):
-            raise ApiError("MalformedJson", f"{key} must be true or false; got {value!r:.80}")
+            raise ApiError("MalformedJson", f"{key} must be true or false; got {_shown(value)}")
         return value
     if key == "cancelAuth":
         if value not in CANCEL_AUTH_MODES:
             raise ApiError(
                 "MalformedJson",
-                f"cancelAuth must be one of {', '.join(CANCEL_AUTH_MODES)}; got {value!r:.80}",
+                f"cancelAuth must be one of {', '.join(CANCEL_AUTH_MODES)}; got {_shown(value)}",
             )
         return value
     low, high = (60, 31_536_000) if key == "sessionMaxAgeSeconds" else (1, 3650)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ApiError(
-            "MalformedJson", f"{key} must be a whole number from {low} to {high}; got {value!r:.80}"
+            "MalformedJson",
+            f"{key} must be a whole number from {low} to {high}; got {_shown(value)}",
         )
     return value
 

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from ..domain.errors import ApiError, Warning_
 from ..store.db import StoreError
@@ -68,12 +69,22 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
             "MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}"
         )
         response = error_reply(error)
-        if exc.headers and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
     if exc.status_code == 404:
         return error_reply(ApiError("NotFound", f"no such endpoint: {request.url.path[:200]}"))
     return error_reply(ApiError("MalformedJson", str(exc.detail)[:200], status=exc.status_code))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path. Starlette's own Allow names only the
+    first route that matches the path (GET but not PATCH on /api/v1/sites/{site})."""
+    scope = {**request.scope, "method": ""}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:

@@ -97,8 +97,11 @@ def _variant(variant: Any, at: str) -> str:
             f'{at}.variant must be an object of strings ({{"sku"}} or attributes)',
         )
     if variant.get("sku"):
-        return "sku:" + variant["sku"][:MAX_TEXT]
-    return json.dumps(variant, sort_keys=True, ensure_ascii=False)[:1024] if variant else ""
+        sku = variant["sku"][:MAX_TEXT]
+        if not sku.isprintable():  # stored as is: PostgreSQL refuses a NUL, UTF-8 a surrogate
+            raise ApiError("MissingOrMalformedItems", f"{at}.variant.sku must be printable")
+        return "sku:" + sku
+    return _canonical(variant, 1024, f"{at}.variant") if variant else ""
 
 
 def _attributes(attributes: Any, at: str) -> str:
@@ -108,7 +111,18 @@ def _attributes(attributes: Any, at: str) -> str:
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
         raise ApiError("MissingOrMalformedItems", f"{at}.attributes must be an object of strings")
-    return json.dumps(attributes, sort_keys=True, ensure_ascii=False)[:4096] if attributes else ""
+    return _canonical(attributes, 4096, f"{at}.attributes") if attributes else ""
+
+
+def _canonical(strings: dict[str, str], limit: int, where: str) -> str:
+    """Canonical JSON text of an object of strings, refused if it holds a lone surrogate
+    (JSON's ``"\\ud800"``), which UTF-8 and so neither database can store."""
+    canonical = json.dumps(strings, sort_keys=True, ensure_ascii=False)[:limit]
+    try:
+        canonical.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError("MissingOrMalformedItems", f"{where} must be valid Unicode text") from None
+    return canonical
 
 
 def parse_money_fields(body: dict[str, Any], lines: list[Line], where: str) -> Money:
@@ -282,10 +296,9 @@ def parse_offline(data: Any, now: datetime) -> tuple[Order, dict[str, str]]:
                 "MissingOrMalformedUser",
                 "user, when given, must be an object with id, email or segments",
             )
-        if user.get("id") is not None or user.get("email") is not None:
-            user_id = text(
-                user.get("id", user.get("email")), "user.id", "MissingOrMalformedUser", 256
-            )
+        key = "id" if user.get("id") is not None else "email"  # id wins; null means absent
+        if user.get(key) is not None:
+            user_id = text(user[key], f"user.{key}", "MissingOrMalformedUser", 256)
         raw_info = user.get("info", {})
         if not isinstance(raw_info, dict):
             raise ApiError("MissingOrMalformedUser", "user.info must be an object")
@@ -327,9 +340,13 @@ def parse_order_date(value: Any, now: datetime) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last day a datetime holds
+        moment = datetime.min.replace(tzinfo=UTC)
     if not 1970 <= moment.year <= 9999:
         raise ApiError("MissingOrMalformedOrderDate", f"order.orderDate must be {accepted}")
-    return moment.astimezone(UTC)
+    return moment
 
 
 def parse_cancel_items(value: Any) -> list[CancelItem] | None:

@@ -203,7 +203,7 @@ def daily_report(repo: Repository, site: str, first: str, last: str) -> list[dic
     if end < start or (end - start).days >= MAX_REPORT_DAYS:
         raise ApiError(
             "MissingOrMalformedParameter",
-            f"to must be from from, at most {MAX_REPORT_DAYS} days on",
+            f"to must be on or after from, and from..to at most {MAX_REPORT_DAYS} days",
         )
     return [
         {
