@@ -133,12 +133,13 @@ class MOrder:
             if live is not None:
                 self.take(ref, live if qty is None else min(qty, live))
 
-    def replace(self, lines: list[MLine], at: datetime, user: str, crowd: bool) -> None:
-        """An update: the new content, keeping the cancellations already made."""
+    def replace(self, lines: list[MLine], at: datetime | None, user: str, crowd: bool) -> None:
+        """An update: the new content, keeping the cancellations already made, and the first
+        date unless the update names one."""
         cancelled: dict[str, int] = {}
         for line in self.lines:
             cancelled[line.ref] = cancelled.get(line.ref, 0) + line.cancelled
-        self.lines, self.at, self.crowd = lines, at, crowd
+        self.lines, self.at, self.crowd = lines, at or self.at, crowd
         self.user = user or self.user
         if self.whole:
             self.cancel_whole()
@@ -171,14 +172,14 @@ class Model:
         return [h for h in self.held if h.expires > self.now and key in (None, h.key)]
 
     def place(
-        self, key: Key, raw: list[tuple[str, int, str]], at: datetime, cuid: str, user: str
+        self, key: Key, raw: list[tuple[str, int, str]], at: datetime | None, cuid: str, user: str
     ) -> tuple[str, list[str]]:
-        """(created | same | updated | conflict, warning codes)."""
+        """(created | same | updated | conflict, warning codes); ``at`` None: no date given."""
         crowd = key[0] == ONLINE or self.affect_crowd
         lines = MOrder.lines_of(raw)
         existing = self.orders.get(key)
         if existing is None:
-            order = self.orders[key] = MOrder(key, lines, at, cuid, user, crowd)
+            order = self.orders[key] = MOrder(key, lines, at or self.now, cuid, user, crowd)
             held = self.active_held(key)
             for cancel in held:
                 order.apply_held(cancel.items)
@@ -331,7 +332,7 @@ def make_machine(api: Api, clock: Clock) -> type[RuleBasedStateMachine]:
 
         def send_online(self, order_no: str, raw: list[Any], cuid: str, user: str) -> None:
             key: Key = (ONLINE, "", order_no)
-            outcome, codes = self.model.place(key, raw, self.model.now, cuid, user)
+            outcome, codes = self.model.place(key, raw, None, cuid, user)
             subtotal = sum((Decimal(price) * qty for _, qty, price in raw), Decimal(0))
             order = {
                 "orderNo": order_no,
@@ -352,7 +353,7 @@ def make_machine(api: Api, clock: Clock) -> type[RuleBasedStateMachine]:
             self, channel: str, order_no: str, raw: list[Any], user: str, at: datetime | None
         ) -> None:
             key: Key = (OFFLINE, channel, order_no)
-            outcome, codes = self.model.place(key, raw, at or self.model.now, "", user)
+            outcome, codes = self.model.place(key, raw, at, "", user)
             subtotal = sum((Decimal(price) * qty for _, qty, price in raw), Decimal(0))
             order: dict[str, Any] = {
                 "refCode": order_no,

@@ -868,3 +868,14 @@ def test_an_order_of_more_than_100_products_adds_no_bought_together_pairs(api: A
     assert api.place(site, order_body("SMALL-1", *few)).status_code == 200
     assert api.bought_together("bulk", "P000", limit=2) == [("P001", 1), ("P002", 1)]
     api.assert_consistent("bulk")
+
+
+def test_an_update_keeps_the_online_order_on_the_day_it_was_placed(api: Api) -> None:
+    site = api.create_site("dated", cancellations=True)
+    api.place(site, order_body("D-1", ("A", 1, "2.00")))
+    placed_at = api.order("dated", "D-1")["orderDate"]
+    api.clock.advance(days=3)  # type: ignore[attr-defined]
+    assert api.place(site, order_body("D-1", ("A", 2, "2.00"))).status_code == 200
+    order = api.order("dated", "D-1")
+    assert (order["orderDate"], order["lines"][0]["quantity"]) == (placed_at, 2)
+    api.assert_consistent("dated")

@@ -81,6 +81,7 @@ class Order:
     customer_id: str = ""
     crowd: bool = True  # counted in top sellers and bought together
     cancelled_whole: bool = False
+    dated: bool = False  # ordered_at was given by the client (offline orderDate)
     id: int | None = None
     new_events: list[Event] = field(default_factory=list)
 
@@ -187,7 +188,8 @@ class Order:
             Line(line.ref_code, line.qty, line.price, line.variant, line.attributes)
             for line in new.lines
         ]
-        self.ordered_at = new.ordered_at
+        if new.dated:  # an order keeps its first date unless the update names one
+            self.ordered_at = new.ordered_at
         self.user_id = new.user_id or self.user_id
         self.customer_id = new.customer_id or self.customer_id
         self.crowd = new.crowd

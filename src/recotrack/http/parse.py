@@ -315,6 +315,7 @@ def parse_offline(data: Any, now: datetime) -> tuple[Order, dict[str, str]]:
         total=money.total,
         lines=lines,
         ordered_at=parse_order_date(body.get("orderDate"), now),
+        dated=body.get("orderDate") is not None,
         user_id=user_id,
         customer_id="" if customer is None else text(customer, "order.customerId", "MalformedJson"),
     )
