@@ -281,3 +281,15 @@ def test_a_held_cancel_applies_only_to_its_own_order_key(api: Api) -> None:
     assert held(api, "mysite") == []
     assert history(api, "mysite", userId="abcd1234efgh") == [("ref1", 1), ("ref2", 2)]
     api.assert_consistent()
+
+
+def test_a_held_line_cancel_that_fits_nothing_gives_no_cancelled_on_arrival(api: Api) -> None:
+    site = api.create_site("fits", cancellations=True, cancelAuth="open")
+    held = api.cancel("fits", session="s1", cuid="c1", orderNo="F-1", refCode="ZZZ")
+    assert held.status_code == 202
+    placed = api.place(site, order_body("F-1", ("A", 1, "1.00")))
+    assert placed.json()["status"] == "OK"
+    assert placed.json()["order"]["state"] == "placed"
+    events = [e["event"] for e in api.order("fits", "F-1")["history"]]
+    assert events == ["held", "placed", "applied"]
+    api.assert_consistent("fits")

@@ -184,7 +184,8 @@ class Model:
             for cancel in held:
                 order.apply_held(cancel.items)
             self.held = [h for h in self.held if h not in held]
-            return "created", ["CancelledOnArrival"] if held else []
+            took = any(line.cancelled for line in order.lines)  # the held cancels took something
+            return "created", ["CancelledOnArrival"] if took else []
         if existing.content() == sorted((line.ref, line.qty, line.price) for line in lines):
             return "same", []
         if not self.cancellations:

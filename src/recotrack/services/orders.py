@@ -117,15 +117,19 @@ def _create(repo: Repository, site: Site, new: Order, now: datetime, context: Co
     new.new_events.append(_event("placed", now, context))
     held = repo.held_for(site.name, new.source, new.key_channel, new.order_no, now)
     warnings = []
+    arrivals = []
     for cancel in held:
         skipped = new.apply_held(cancel.items)
         detail = "whole order" if cancel.items is None else _describe(cancel.items)
+        held_context = Context(cancel.channel, cancel.session, cancel.cuid, cancel.reason)
+        arrivals.append(_event("held", cancel.at, held_context, detail))
         if skipped:
             detail += f" (not applied: {skipped})"
-        held_context = Context(cancel.channel, cancel.session, cancel.cuid, cancel.reason)
         new.new_events.append(_event("applied", now, held_context, detail))
+    new.new_events[:0] = arrivals  # the history keeps when each cancellation came: first
     if held:
         repo.delete_held(site.name, [cancel.id for cancel in held if cancel.id is not None])
+    if any(line.cancelled for line in new.lines):  # a held cancellation took something
         warnings.append(
             Warning_(
                 "CancelledOnArrival",
