@@ -293,3 +293,15 @@ def test_a_held_line_cancel_that_fits_nothing_gives_no_cancelled_on_arrival(api:
     events = [e["event"] for e in api.order("fits", "F-1")["history"]]
     assert events == ["held", "placed", "applied"]
     api.assert_consistent("fits")
+
+
+def test_expired_held_cancellations_are_deleted_when_the_site_holds_another(api: Api) -> None:
+    api.create_site("purge", cancellations=True, cancelAuth="open", pendingCancelDays=1)
+    assert api.cancel("purge", session="s1", cuid="c1", orderNo="OLD").status_code == 202
+
+    def stored(repo: Any) -> list[str]:
+        return [row[0] for row in repo.db.all("SELECT order_no FROM held_cancels ORDER BY id")]
+
+    api.clock.advance(days=2)  # type: ignore[attr-defined]
+    assert api.cancel("purge", session="s1", cuid="c1", orderNo="NEW").status_code == 202
+    assert api.store.read_sync(stored) == ["NEW"]

@@ -152,6 +152,7 @@ def _hold(
     context: Context,
     now: datetime,
 ) -> None:
+    repo.purge_expired_held(site.name, now)  # expired ones are never applied: let them go
     pending = repo.held_for(site.name, source, channel_key, order_no, now)
     if items is None and any(cancel.items is None for cancel in pending):
         return  # a retried whole cancellation is held once
