@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from .conftest import Clock
-from .support import VENDOR_ORDER, VENDOR_SESSION, Api, order_body
+from .support import AUTH, VENDOR_ORDER, VENDOR_SESSION, Api, order_body
 from .tracker_support import (
     EMPTY_DAY,
     cancel,
@@ -520,3 +520,23 @@ def test_cancel_auth_token_also_needs_a_client_token_of_the_site(
     mobileweb = site["clientTokens"]["mobileweb"]
     _ok(cancel(api, "mysite", who, ORDER_NO, clientToken=mobileweb), who, "cancelled")
     api.assert_consistent()
+
+
+def test_a_bad_body_is_reported_after_the_site_and_switch_checks(api: Api) -> None:
+    api.create_site("order66")  # cancellations off
+    url = "/tracker/api/v1_4/{}/order/cancel.pagex"
+    unknown = api.client.post(
+        url.format("nosuch"), content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert (unknown.status_code, unknown.json()["errors"][0]["code"]) == (404, "SiteNotRecognized")
+    off = api.client.post(
+        url.format("order66"),
+        content=b"\xff",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (off.status_code, off.json()["errors"][0]["code"]) == (403, "CancellationsNotEnabled")
+    api.client.patch("/api/v1/sites/order66", json={"cancellations": True}, headers=AUTH)
+    on = api.client.post(
+        url.format("order66"), content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert (on.status_code, on.json()["errors"][0]["code"]) == (415, "UnsupportedMediaType")

@@ -9,7 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..domain.errors import ApiError
-from ..domain.sessions import VERSIONS, page_tracking_id, recommendation_id, render_session
+from ..domain.sessions import VERSIONS, page_tracking_id, recommendation_ids, render_session
+from ..services.commands import OnlineCancel
 from ..services.tracking import cancel_online, recommend, track_page
 from .context import Context
 from .errors import reply
@@ -68,7 +69,12 @@ async def rest_pagex(request: Request) -> Response:
             "widget": f"{page.type}_{widget.kind}",
             "alias": widget.kind,
             "position": f"{page.type}_main",
-            "recs": [{"refCode": ref, "id": recommendation_id()} for ref in widget.ref_codes],
+            "recs": [
+                {"refCode": ref, "id": rec_id}
+                for ref, rec_id in zip(
+                    widget.ref_codes, recommendation_ids(len(widget.ref_codes)), strict=True
+                )
+            ],
         }
     ]
     return reply(payload, result.warnings)
@@ -79,17 +85,23 @@ async def cancel_pagex(request: Request) -> Response:
     version = check_version(request)
     query = list(request.query_params.multi_items())
     form: list[tuple[str, str]] = []
-    if request.method == "POST":
-        body = await read_body(request)
-        if body:
-            if media_type(request) != FORM:
-                raise ApiError(
-                    "UnsupportedMediaType",
-                    f"send session, cuid and orderNo in the query string or a {FORM} body",
-                )
+    problem = None
+    body = await read_body(request) if request.method == "POST" else b""
+    if body and media_type(request) != FORM:
+        problem = ApiError(
+            "UnsupportedMediaType",
+            f"send session, cuid and orderNo in the query string or a {FORM} body",
+        )
+    elif body:
+        try:
             form = decode_form(body, "MissingOrMalformedParameter")
+        except ApiError as error:
+            problem = error
     params, conflicts = merge_params(query, form)
-    cancel = parse_cancel(version, request.path_params["site"], params, conflicts)
+    site = request.path_params["site"]
+    cancel = parse_cancel(version, site, params, conflicts)
+    if problem is not None:  # raised after the site and switch checks, as API.md 5.2 orders
+        cancel = OnlineCancel(version, site, problem=problem)
     now = ctx.now()
     result = await ctx.store.write(lambda repo: cancel_online(repo, cancel, now))
     ctx.metrics.cancel_event("online", "held" if result.held else "applied")
