@@ -56,6 +56,13 @@ def recommendation_id() -> int:
     return secrets.randbits(62) + 1
 
 
+def recommendation_ids(count: int) -> list[int]:
+    """``count`` ids as ``recommendation_id`` gives, from one draw of the system's randomness."""
+    raw = secrets.token_bytes(8 * count)
+    mask = (1 << 62) - 1
+    return [(int.from_bytes(raw[n : n + 8], "big") & mask) + 1 for n in range(0, 8 * count, 8)]
+
+
 def canonical_session(value: str) -> str:
     """Sessions are stored with ``|``; a v1_2/v1_3 client sends the same id with ``/``."""
     match = _ISSUED.fullmatch(value)
