@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import ApiError
 
@@ -27,7 +27,7 @@ def _shown(value: object) -> str:
     return f"{str(value) if isinstance(value, Decimal) else repr(value):.80}"
 
 
-def is_site_name(name: object) -> bool:
+def is_site_name(name: object) -> TypeGuard[str]:
     """Whether ``name`` can name a site; nothing else needs looking up (the database may
     refuse such text outright: PostgreSQL takes no NUL, neither takes a lone surrogate)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None

@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from ..domain.sites import hash_token
 from ..settings import Settings
 from ..store import Store, open_store
-from . import management, ops, smartapi, tracker
+from . import management, openapi, ops, smartapi, tracker
 from .context import Context
 from .errors import HANDLERS
 from .metrics import Metrics, MetricsMiddleware
@@ -48,7 +48,13 @@ def create_app(
             store.close()
 
     app = Starlette(
-        routes=[*tracker.ROUTES, *smartapi.ROUTES, *management.ROUTES, *ops.ROUTES],
+        routes=[
+            *tracker.ROUTES,
+            *smartapi.ROUTES,
+            *management.ROUTES,
+            *ops.ROUTES,
+            *openapi.ROUTES,
+        ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers=HANDLERS,
         lifespan=lifespan,

@@ -104,7 +104,17 @@ def _read(key: str, work: Callable[[Request, Context], Callable[[Any], Any]]) ->
 
 
 def _q(request: Request, name: str) -> str:
-    return request.query_params.get(name, "")
+    return _printable(name, request.query_params.get(name, ""))
+
+
+def _printable(name: str, value: str) -> str:
+    """A query or path value as given, if printable: PostgreSQL refuses a NUL outright, so
+    such a value is answered 400 at the edge on every backend rather than 503 on one."""
+    if not value.isprintable():
+        raise ApiError(
+            "MissingOrMalformedParameter", f"{name} must be printable characters; got {value!r:.40}"
+        )
+    return value
 
 
 ROUTES = [
@@ -122,7 +132,7 @@ ROUTES = [
                     r.path_params["site"],
                     _q(r, "source") or "online",
                     _q(r, "channel"),
-                    r.path_params["order_no"],
+                    _printable("orderNo", r.path_params["order_no"]),
                 )
             ),
         ),
@@ -180,7 +190,7 @@ ROUTES = [
                 lambda repo: reads.bought_together(
                     repo,
                     r.path_params["site"],
-                    r.query_params.getlist("refCode")[:100],
+                    [_printable("refCode", v) for v in r.query_params.getlist("refCode")[:100]],
                     _int(r, "limit", 10, 1, 1000),
                     _q(r, "cuid"),
                     _q(r, "userId"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -93,13 +94,22 @@ async def delete_offline(request: Request) -> Response:
     return reply(payload, result.warnings, 202 if result.held else 200)
 
 
+class _AnyPath(PathConvertor):
+    """``path`` that also spans line breaks: an order number with ``%0A`` is then answered
+    400 ``MissingOrMalformedOrderNo`` by the handler, not 404 "no such endpoint"."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", _AnyPath())
+
 ROUTES = [
     route
     for prefix in ("", "/tracker")
     for route in (
         Route(f"{prefix}/smart-api/orders/offline", post_offline, methods=["POST"]),
         Route(
-            f"{prefix}/smart-api/orders/offline/{{order_number:path}}",
+            f"{prefix}/smart-api/orders/offline/{{order_number:anypath}}",
             delete_offline,
             methods=["DELETE"],
         ),

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ..domain.errors import ApiError
 from ..domain.orders import OFFLINE
-from ..domain.sites import SITE, Site
+from ..domain.sites import SITE, Site, is_site_name
 from ..store.repository import Repository
 from .commands import OfflineCancel, OfflineOrder, SmartAuth
 from .orders import CONFLICT, Cancelled, Context, Placed, cancel_order, place_order, require
@@ -18,7 +18,7 @@ def authenticate(repo: Repository, auth: SmartAuth) -> Site:
 
     An unknown site and a wrong token answer alike, so the headers cannot probe for sites.
     """
-    site = repo.get_site(auth.site)
+    site = repo.get_site(auth.site) if is_site_name(auth.site) else None
     if site is None or not site.token_matches(SITE, auth.channel, auth.site_token):
         raise ApiError(
             "InvalidSiteToken",

@@ -17,6 +17,7 @@ from ..domain.sites import (
     check_channel,
     check_site_name,
     hash_token,
+    is_site_name,
     new_token,
     token_kind,
 )
@@ -32,7 +33,7 @@ class NewSite:
 
 def load_site(repo: Repository, name: str) -> Site:
     """The site, or 404 ``SiteNotRecognized``."""
-    site = repo.get_site(name) if isinstance(name, str) and name else None
+    site = repo.get_site(name) if is_site_name(name) else None
     if site is None:
         raise ApiError("SiteNotRecognized", f"site {name!r:.80} is not known to this server")
     return site
