@@ -24,14 +24,17 @@ class Store(ABC):
     def __init__(self, read_threads: int = 4) -> None:
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="recotrack-read")
         self.on_batch: Callable[[int], None] | None = None  # told each commit's write count
+        self.schema_version = 0  # the adapter sets it once the database is migrated
 
     @abstractmethod
     def submit(self, work: Work[T]) -> Future[T]:
         """Queue ``work`` for a write transaction; the future resolves after the commit."""
 
     @abstractmethod
-    def read_sync(self, work: Work[T]) -> T:
-        """Run ``work`` against the latest committed state, on the calling thread."""
+    def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
+        """Run ``work`` against the latest committed state, on the calling thread. With
+        ``snapshot`` every query of ``work`` sees the same commit (``recotrack check`` on a
+        live database); without, each query sees the latest one."""
 
     def write_sync(self, work: Work[T]) -> T:
         return self.submit(work).result()

@@ -1,6 +1,8 @@
 """The schema of both backends, from one place, with numbered migrations.
 
-Every table is keyed by site first, so a distributed PostgreSQL (Citus) can shard by site.
+``recotrack.store.migrate`` applies them, the same way on both, and records each version in
+``schema_version``. Every table of a site's data is keyed by site first, so a distributed
+PostgreSQL (Citus) can shard by site; only ``meta`` and ``schema_version`` are not per site.
 Money columns are exact: ``NUMERIC`` on PostgreSQL, decimal text on SQLite (summed with the
 ``dec_add`` / ``dec_sum`` functions the SQLite adapter registers).
 """
@@ -89,9 +91,24 @@ def _ddl(dialect: str) -> tuple[str, ...]:
     )
 
 
+# Version 2: listing a site's orders by state (``GET .../orders?state=``) and finding its held
+# cancellations by expiry (the management listing, purging) no longer scan every row of the site.
+_INDEXES_2 = (
+    "CREATE INDEX orders_by_state ON orders (site, state, id)",
+    "CREATE INDEX held_by_expiry ON held_cancels (site, expires_at)",
+)
+
+
 def migrations(dialect: str) -> list[Migration]:
-    """Every migration in order; version N brings a database from N-1 to N."""
-    return [Migration(1, "orders, cancellations and the read model", _ddl(dialect))]
+    """Every migration in order; version N brings a database from N-1 to N.
+
+    Released migrations never change: a database made by an earlier release is brought
+    forward by the ones after its version, and keeps its data.
+    """
+    return [
+        Migration(1, "orders, cancellations and the read model", _ddl(dialect)),
+        Migration(2, "indexes for orders by state and held cancellations by expiry", _INDEXES_2),
+    ]
 
 
-LATEST = 1
+LATEST = 2

@@ -1,0 +1,282 @@
+"""The PostgreSQL writers: group commit, conflicts run again, read-model changes once a batch.
+
+Each writer thread owns a connection and takes every write that is waiting (up to
+``MAX_WRITES``) into one transaction, each write in its own savepoint (a write that fails
+rolls back alone), and resolves their futures only after ``COMMIT``: many requests share one
+WAL flush, and a reply is only sent for a change that is durable. Several writers, in several
+processes, commit side by side.
+
+Changes stay exact under READ COMMITTED: every change of an order first takes the advisory
+lock of its key (``Repository.lock_order_key``), then reads the order, so it sees the last
+committed change of it. Two transactions can still wait on each other (a batch holds the locks
+of its earlier writes while a later write waits for another batch). So a write after the first
+of its transaction waits at most ``LOCK_WAIT`` for a lock; if it would wait longer, or the
+database reports a deadlock, a serialization failure, a unique violation (two replicas
+creating the same row) or a full lock table, it is rolled back to its savepoint, the writes
+before it are committed (which releases their locks) and it heads the next transaction. The
+head of a transaction holds no other write's locks, so it waits as long as needed; after such
+an error it is rolled back and run again after a short random pause. Work functions can be run
+again: they decide from what they read. None of these errors reaches a client.
+
+The read-model changes of a transaction are summed and applied at its end in one sorted pass:
+one upsert per statistic row per transaction, locked in the same order by every writer, so the
+hot rows (today's report of a busy site) are held only for the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg
+
+from ..domain.stats import ZERO, Delta, Report
+from .db import Db, StoreError
+from .port import Work
+from .repository import Repository
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+log = logging.getLogger("recotrack.store")
+
+LOCK_WAIT = "50ms"  # how long a write that is not the head of its transaction waits for a lock
+CONFLICT_ATTEMPTS = 12  # runs of a head write that keeps meeting conflicts before it fails
+LOST_ATTEMPTS = 6  # connection attempts (with 1.5 s of pauses in all) before a batch fails
+# Each write of a transaction holds the advisory lock of its order key until COMMIT, and the
+# server's lock table is shared (max_locks_per_transaction x max_connections slots): so at
+# most this many writes share a transaction, whatever RECOTRACK_WRITE_BATCH_MAX allows.
+MAX_WRITES = 64
+CONFLICTS = (
+    pg.SerializationFailure,
+    pg.DeadlockDetected,
+    pg.UniqueViolation,
+    pg.LockNotAvailable,
+    pg.OutOfMemory,  # "out of shared memory": the lock table is full; committing frees ours
+)
+STOP = object()  # put once per writer to end it
+
+Item = tuple[Work[Any], Future[Any]]
+
+
+class _Conflict(Exception):
+    """The transaction met a conflict that running it again resolves; it must roll back."""
+
+
+def store_error(message: str, cause: BaseException) -> StoreError:
+    error = StoreError(f"{message}: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+class _BatchRepository(Repository):
+    """The writers' repository: read-model changes are collected per write, to be applied
+    once for the whole transaction (nothing in a write reads the statistics back)."""
+
+    def __init__(self, db: Db) -> None:
+        super().__init__(db)
+        self.changes: list[tuple[str, Delta]] = []
+
+    def apply(self, site: str, change: Delta) -> None:
+        self.changes.append((site, change))
+
+    def flush(self, totals: dict[str, Delta]) -> None:
+        for site in sorted(totals):
+            super().apply(site, totals[site].pruned())
+
+
+def _add(total: Delta, change: Delta) -> None:
+    for key, (units, revenue) in change.products.items():
+        old_units, old_revenue = total.products.get(key, (0, ZERO))
+        total.products[key] = (old_units + units, old_revenue + revenue)
+    for pair, orders in change.pairs.items():
+        total.pairs[pair] = total.pairs.get(pair, 0) + orders
+    for day, report in change.days.items():
+        total.days[day] = total.days.get(day, Report()) + report
+
+
+class Writer:
+    """One writer thread and its connection."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def run(self) -> None:
+        store = self.store
+        pending: deque[Item] = deque()
+        stopping = False
+        try:
+            while True:
+                if not pending:
+                    if stopping:
+                        return
+                    item = store.jobs.get()
+                    if item is STOP:
+                        return
+                    self._admit(item, pending)
+                while not stopping and len(pending) < min(store.max_batch, MAX_WRITES):
+                    try:
+                        item = store.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is STOP:
+                        stopping = True
+                    else:
+                        self._admit(item, pending)
+                if pending:
+                    for _ in range(self._commit_some(list(pending))):
+                        pending.popleft()
+        finally:
+            self._drop()
+
+    @staticmethod
+    def _admit(item: Item, pending: deque[Item]) -> None:
+        if item[1].set_running_or_notify_cancel():
+            pending.append(item)
+
+    def _commit_some(self, batch: list[Item]) -> int:
+        """Commit writes from the head of ``batch``; resolve them; return how many (>= 1)."""
+        conflicts = lost = 0
+        delay = 0.002
+        while True:
+            try:
+                if self.conn is None or self.conn.closed or self.conn.broken:
+                    self._drop()
+                    self.conn = self.store.connect_writer()
+                return self._transaction(self.conn, batch)
+            except _Conflict as conflict:
+                self._rollback()
+                self.store.conflicted()
+                conflicts += 1
+                if conflicts >= CONFLICT_ATTEMPTS:
+                    cause = conflict.__cause__ or conflict
+                    batch[0][1].set_exception(
+                        store_error(f"write still conflicting after {conflicts} runs", cause)
+                    )
+                    return 1
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.1)
+            except psycopg.OperationalError as exc:
+                if self.conn is not None and not (self.conn.closed or self.conn.broken):
+                    return self._fail(batch, exc)
+                # Nothing was committed: reconnect (a restart or fail-over) and run it again.
+                self._drop()
+                lost += 1
+                log.warning("postgresql connection lost (attempt %d): %s", lost, exc)
+                if lost >= LOST_ATTEMPTS:
+                    return self._fail(batch, exc)
+                time.sleep(0.05 * 2 ** (lost - 1))
+            except psycopg.Error as exc:
+                return self._fail(batch, exc)
+            except Exception as exc:  # a bug: fail the batch rather than the writer thread
+                log.exception("postgresql writer failed")
+                self._drop()
+                return self._fail(batch, exc)
+
+    def _fail(self, batch: list[Item], exc: BaseException) -> int:
+        """The transaction failed as a whole: nothing in it was committed."""
+        self._rollback()
+        error = store_error("postgresql write failed", exc)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
+        return len(batch)
+
+    def _transaction(self, conn: psycopg.Connection[Any], batch: list[Item]) -> int:
+        repo = _BatchRepository(Db(conn, self.store.dialect))
+        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        totals: dict[str, Delta] = {}
+        bounded_wait = False
+        alone = len(batch) == 1  # its failure can roll the transaction back: no savepoint
+        control = ["BEGIN"]  # statements without results, sent together with the next ones
+        for work, future in batch:
+            if outcomes and not bounded_wait:
+                control.append(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+                bounded_wait = True
+            if not alone:
+                control.append("SAVEPOINT w")
+            conn.execute("; ".join(control))
+            control = []
+            repo.changes = []
+            try:
+                result = work(repo)
+            except CONFLICTS as exc:
+                if not outcomes:
+                    raise _Conflict() from exc
+                control.append("ROLLBACK TO SAVEPOINT w")
+                break  # commit the writes before it, releasing their locks; it goes next
+            except Exception as exc:  # the write fails alone
+                error: Exception = exc
+                if isinstance(exc, psycopg.Error):
+                    if conn.broken:
+                        raise
+                    error = store_error("postgresql write failed", exc)
+                if alone:  # counted like a batch whose only write rolled back to its savepoint
+                    conn.execute("ROLLBACK")
+                    self.store.committed(1)
+                    future.set_exception(error)
+                    return 1
+                control += ["ROLLBACK TO SAVEPOINT w", "RELEASE SAVEPOINT w"]
+                outcomes.append((future, False, error))
+            else:
+                if not alone:
+                    control.append("RELEASE SAVEPOINT w")
+                for site, change in repo.changes:
+                    _add(totals.setdefault(site, Delta()), change)
+                outcomes.append((future, True, result))
+        if bounded_wait:
+            control.append("SET LOCAL lock_timeout = 0")
+        if control:
+            conn.execute("; ".join(control))
+        try:
+            repo.flush(totals)
+        except CONFLICTS as exc:
+            raise _Conflict() from exc
+        try:
+            conn.execute("COMMIT")
+        except CONFLICTS as exc:
+            raise _Conflict() from exc
+        except psycopg.OperationalError as exc:
+            if not (conn.broken or conn.closed):
+                raise
+            # Lost during COMMIT: whether it was made is unknown; say so, never run it again.
+            error = store_error(
+                "the connection to PostgreSQL was lost while committing; the change may or may"
+                " not have been made",
+                exc,
+            )
+            for future, ok, value in outcomes:
+                future.set_exception(error if ok else value)
+            self._drop()
+            return len(outcomes)
+        self.store.committed(len(outcomes))
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        return len(outcomes)
+
+    def _rollback(self) -> None:
+        conn = self.conn
+        if conn is None or conn.closed or conn.broken:
+            return
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+        except psycopg.Error:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            self.conn = None

@@ -1,0 +1,325 @@
+"""The PostgreSQL adapter on its own: group commit, a write failing alone, conflicts between
+two stores (as two replicas) retried and never shown, overload, and read-after-write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from recotrack.domain.errors import ApiError
+from recotrack.domain.orders import ONLINE, CancelItem, Line, Order
+from recotrack.domain.sites import Site, SiteSettings
+from recotrack.services.check import check_site
+from recotrack.services.orders import Cancelled, Context, cancel_order, place_order
+from recotrack.services.sites import create_site, load_site
+from recotrack.store.db import StoreError
+from recotrack.store.postgres import PostgresStore
+from recotrack.store.postgres_writer import MAX_WRITES
+from recotrack.store.repository import Repository
+
+from .conftest import POSTGRES_URL, postgres_schema_url
+
+pytestmark = pytest.mark.skipif(
+    not POSTGRES_URL, reason="PostgreSQL tests need RECOTRACK_TEST_POSTGRES_URL (.ci/run sets it)"
+)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    yield from postgres_schema_url(POSTGRES_URL)
+
+
+@pytest.fixture
+def two(url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database: what two replicas are to each other."""
+    a, b = PostgresStore(url), PostgresStore(url)
+    yield a, b
+    a.close()
+    b.close()
+
+
+class Gate:
+    """A write that holds its writer until opened, so the next writes queue up as one batch."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, repo: Repository) -> None:
+        self.entered.set()
+        assert self.opened.wait(10)
+
+
+def order(order_no: str, *lines: tuple[str, int, str]) -> Order:
+    subtotal = sum((Decimal(price) * qty for _, qty, price in lines), Decimal(0))
+    return Order(
+        site="shop",
+        source=ONLINE,
+        channel="web",
+        order_no=order_no,
+        currency="GBP",
+        subtotal=subtotal,
+        shipping=Decimal(0),
+        total=subtotal,
+        lines=[Line(ref, qty, Decimal(price)) for ref, qty, price in lines],
+        ordered_at=NOW,
+        cuid="c-1",
+    )
+
+
+def with_site(fn: Callable[[Repository, Site], Any]) -> Callable[[Repository], Any]:
+    return lambda repo: fn(repo, load_site(repo, "shop"))
+
+
+def make_shop(store: PostgresStore) -> None:
+    store.write_sync(lambda repo: create_site(repo, "shop", NOW, SiteSettings(cancellations=True)))
+
+
+def lock_key(repo: Repository, key: str) -> None:
+    repo.lock_order_key("shop", ONLINE, "", key)
+
+
+def test_partial_cancels_through_two_stores_take_each_unit_exactly_once(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
+    make_shop(a)
+    a.write_sync(with_site(lambda r, s: place_order(r, s, order("O1", ("P", 30, "2.00")), NOW)))
+
+    def cancel_one(repo: Repository, site: Site) -> Cancelled:
+        return cancel_order(
+            repo, site, ONLINE, "", "O1", [CancelItem("P", 1)], Context(reason="storm"), NOW
+        )
+
+    futures = [(a if n % 2 else b).submit(with_site(cancel_one)) for n in range(40)]
+    done, refused = 0, 0
+    for future in futures:
+        try:
+            future.result(30)
+            done += 1
+        except ApiError as error:
+            assert error.code == "QuantityExceedsRemaining"
+            refused += 1
+    assert (done, refused) == (30, 10)
+    stored = b.read_sync(lambda repo: repo.find_order("shop", ONLINE, "", "O1", lock=False))
+    assert stored is not None and stored.lines[0].cancelled == 30
+    events = b.read_sync(lambda repo: repo.order_events("shop", stored.id or 0))
+    assert [e.kind for e in events].count("line-cancelled") == 30
+    assert a.read_sync(lambda reads: check_site(reads, "shop")) == []
+    assert a.stats["writes"] + b.stats["writes"] == 42  # the site, the order, 40 cancels
+
+
+def test_two_stores_inserting_the_same_new_row_retry_and_the_loser_sees_the_winner(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Both find no site, both insert it: the second insert violates the key; it is run again,
+    finds the site and answers 409 as it would have in turn. The unique violation never shows."""
+    start = threading.Barrier(2)
+    runs: list[str] = []
+
+    def racing(name: str) -> Callable[[Repository], Any]:
+        def work(repo: Repository) -> Any:
+            runs.append(name)
+            if runs.count(name) == 1:
+                assert repo.get_site("shop") is None
+                start.wait(10)  # both have looked and found nothing
+                repo.insert_site(Site("shop", SiteSettings(), NOW))
+                return name
+            return create_site(repo, "shop", NOW)  # a run again: sees the winner's site
+
+        return work
+
+    results: list[Any] = []
+    for future in [a_or_b.submit(racing(n)) for a_or_b, n in zip(two, "ab", strict=True)]:
+        try:
+            results.append(future.result(30))
+        except ApiError as error:
+            results.append(error.status)
+    assert sorted(map(str, results)) in (["409", "a"], ["409", "b"])
+    assert len(runs) == 3
+    assert sum(store.stats["conflicts"] for store in two) == 1
+
+
+def test_a_deadlock_between_two_stores_is_run_again_and_both_writes_succeed(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    start = threading.Barrier(2)
+    runs: list[str] = []
+
+    def crossing(name: str, first: str, second: str) -> Callable[[Repository], str]:
+        def work(repo: Repository) -> str:
+            runs.append(name)
+            lock_key(repo, first)
+            if runs.count(name) == 1:
+                start.wait(10)  # each holds one key and now wants the other's
+            lock_key(repo, second)
+            return name
+
+        return work
+
+    a, b = two
+    fa = a.submit(crossing("a", "X", "Y"))
+    fb = b.submit(crossing("b", "Y", "X"))
+    assert (fa.result(30), fb.result(30)) == ("a", "b")
+    assert len(runs) == 3  # the one PostgreSQL chose as the victim ran twice
+    assert a.stats["conflicts"] + b.stats["conflicts"] == 1
+
+
+def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url: str) -> None:
+    """The writes before it are committed (their futures resolve while the lock is still held
+    elsewhere); it then heads the next transaction and waits as long as needed."""
+    holder, store = PostgresStore(url, writers=1), PostgresStore(url, writers=1)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        held, release = threading.Event(), threading.Event()
+
+        def hold(repo: Repository) -> None:
+            lock_key(repo, "X")
+            held.set()
+            assert release.wait(10)
+
+        holding = holder.submit(hold)
+        assert held.wait(10)
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        first = store.submit(lambda repo: repo.set_meta("first", "1"))
+        blocked = store.submit(lambda repo: (lock_key(repo, "X"), repo.set_meta("blocked", "1")))
+        gate.opened.set()
+        first.result(10)
+        assert holder.read_sync(lambda repo: repo.get_meta("first")) == "1"
+        assert not blocked.done()
+        release.set()
+        blocked.result(10)
+        holding.result(10)
+        assert store.read_sync(lambda repo: repo.get_meta("blocked")) == "1"
+        assert sizes == [1, 1, 1]
+    finally:
+        holder.close()
+        store.close()
+
+
+def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
+    store = PostgresStore(url, writers=1)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+
+        def refused(repo: Repository) -> None:
+            repo.set_meta("k2", "written, then refused")
+            raise ApiError("OrderConflict", "refused")
+
+        def broken(repo: Repository) -> None:
+            repo.set_meta("k3", "written, then broken")
+            repo.db.execute("SELECT no_such_column FROM meta")
+
+        futures: list[Future[Any]] = [
+            store.submit(lambda repo: repo.set_meta("k0", "0")),
+            store.submit(lambda repo: repo.set_meta("k1", "1")),
+            store.submit(refused),
+            store.submit(broken),
+            store.submit(lambda repo: repo.set_meta("k4", "4")),
+        ]
+        gate.opened.set()
+        for n in (0, 1, 4):
+            futures[n].result(10)
+        with pytest.raises(ApiError, match="refused"):
+            futures[2].result(10)
+        with pytest.raises(StoreError, match="no_such_column") as failed:
+            futures[3].result(10)
+        assert type(failed.value.__cause__).__module__.startswith("psycopg")
+        stored = store.read_sync(lambda repo: [repo.get_meta(f"k{n}") for n in range(5)])
+        assert stored == ["0", "1", None, None, "4"]
+        assert sizes == [1, 5]
+    finally:
+        store.close()
+
+
+def test_one_transaction_takes_at_most_max_writes_so_order_locks_stay_few(url: str) -> None:
+    store = PostgresStore(url, writers=1, max_batch=512)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        futures = [
+            store.submit(lambda repo, n=n: lock_key(repo, f"K{n}")) for n in range(MAX_WRITES + 10)
+        ]
+        gate.opened.set()
+        for future in futures:
+            future.result(10)
+        assert sizes == [1, MAX_WRITES, 10]
+    finally:
+        store.close()
+
+
+def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(url: str) -> None:
+    store = PostgresStore(url, writers=1)
+    try:
+
+        def refused(repo: Repository) -> None:
+            repo.set_meta("alone", "written, then refused")
+            raise ApiError("OrderConflict", "refused")
+
+        def broken(repo: Repository) -> None:
+            repo.set_meta("alone", "written, then broken")
+            repo.db.execute("SELECT no_such_column FROM meta")
+
+        with pytest.raises(ApiError, match="refused"):
+            store.write_sync(refused)
+        with pytest.raises(StoreError, match="no_such_column"):
+            store.write_sync(broken)
+        assert store.read_sync(lambda repo: repo.get_meta("alone")) is None
+        store.write_sync(lambda repo: repo.set_meta("alone", "kept"))
+        assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
+    finally:
+        store.close()
+
+
+def test_a_full_write_queue_answers_overloaded(url: str) -> None:
+    store = PostgresStore(url, max_queue=2, writers=1)
+    try:
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        queued = [store.submit(lambda repo: repo.set_meta("k", "v")) for _ in range(2)]
+        with pytest.raises(ApiError) as refused:
+            store.submit(lambda repo: repo.set_meta("k", "lost"))
+        assert (refused.value.code, refused.value.status) == ("Overloaded", 503)
+        gate.opened.set()
+        for future in queued:
+            future.result(10)
+        assert store.read_sync(lambda repo: repo.get_meta("k")) == "v"
+    finally:
+        store.close()
+
+
+def test_a_write_through_one_store_is_seen_by_the_next_read_through_the_other(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
+    for n in range(20):
+        writer, reader = (a, b) if n % 2 else (b, a)
+        writer.write_sync(lambda repo, n=n: repo.set_meta("counter", str(n)))
+        assert reader.read_sync(lambda repo: repo.get_meta("counter")) == str(n)
+
+
+def test_an_unreachable_database_is_a_store_error_that_shows_no_password() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError) as failed:
+        PostgresStore("postgresql://recotrack:s3cret-pw@127.0.0.1:1/recotrack?connect_timeout=2")
+    assert "s3cret-pw" not in str(failed.value)
+    assert time.monotonic() - started < 10
