@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from recotrack.cli import main
 from recotrack.domain.errors import STATUS
 from recotrack.domain.sites import WIRE, SiteSettings
 from recotrack.settings import HELP, Settings
+
+from .conftest import POSTGRES_URL, postgres_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -207,15 +210,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.fixture(params=["sqlite", "postgres, serve --workers 2"])
+def walkthrough_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """The database URL and the extra serve options of each backend the walkthrough runs on."""
+    if request.param == "sqlite":
+        yield [f"sqlite:///{tmp_path / 'walkthrough.db'}"]
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need RECOTRACK_TEST_POSTGRES_URL (.ci/run sets it)")
+    for url in postgres_schema_url(POSTGRES_URL):
+        yield [url, "--workers", "2"]
+
+
 @pytest.mark.slow
-def test_readme_walkthrough_prints_what_it_shows(tmp_path: Path) -> None:
+def test_readme_walkthrough_prints_what_it_shows(
+    tmp_path: Path, walkthrough_server: list[str]
+) -> None:
     recotrack = ROOT / ".venv" / "bin" / "recotrack"
     if shutil.which("curl") is None or shutil.which("bash") is None or not recotrack.exists():
         pytest.skip("the walkthrough needs curl, bash and .venv/bin/recotrack")
     token, port = secrets.token_urlsafe(16), free_port()
+    database, *serve_options = walkthrough_server
     env = {
         **os.environ,
-        "RECOTRACK_DATABASE_URL": f"sqlite:///{tmp_path / 'walkthrough.db'}",
+        "RECOTRACK_DATABASE_URL": database,
         "RECOTRACK_ADMIN_TOKEN": token,
     }
     server = subprocess.Popen(
@@ -226,6 +244,7 @@ def test_readme_walkthrough_prints_what_it_shows(tmp_path: Path) -> None:
             "serve",
             "--port",
             str(port),
+            *serve_options,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
