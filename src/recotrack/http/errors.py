@@ -88,7 +88,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
-    log.error("store error on %s: %s", request.url.path, exc)
+    # The first line only: the lines after it of a PostgreSQL error (DETAIL) quote the row
+    # it refused, session ids and cuids included, and those have no place in a log.
+    log.error("store error on %s: %s", request.url.path, str(exc).partition("\n")[0])
     return error_reply(
         ApiError("Overloaded", "the database did not take the change; nothing was changed, retry")
     )
