@@ -7,6 +7,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from recotrack.cli import main
-from recotrack.demo import price_of
+from recotrack.demo import Basket, price_of, run_demo
 from recotrack.http.app import create_app
 from recotrack.settings import Settings
+from recotrack.store import open_store
 from recotrack.store.schema import LATEST
 
 from .support import ADMIN, AUTH, order_body
@@ -513,3 +515,29 @@ def test_a_database_url_of_another_kind_is_a_usage_error(tmp_path: Path) -> None
     result = runner.invoke(main, ["check", "--database", "mysql://localhost/x"])
     assert result.exit_code == 2
     assert "RECOTRACK_DATABASE_URL must be sqlite:///PATH or postgresql://..." in result.stderr
+
+
+def test_check_reports_an_order_whose_stored_state_its_lines_contradict(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    runner = CliRunner()
+    made = runner.invoke(main, ["site", "create", "s", "--json", "--database", url])
+    assert made.exit_code == 0, made.output
+    store = open_store(Settings(database_url=url))
+    try:
+        run_demo(
+            store,
+            "d",
+            [Basket("u1", "01-01-2015", {"milk": 1, "soda": 2})],
+            0.0,
+            1,
+            lambda: datetime.now(UTC),
+            lambda line: None,
+        )
+    finally:
+        store.close()
+    assert runner.invoke(main, ["check", "--database", url]).exit_code == 0
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute("UPDATE orders SET state = 'cancelled' WHERE site = 'd'")
+    result = runner.invoke(main, ["check", "--database", url])
+    assert result.exit_code == 1
+    assert "stored state cancelled, lines make it placed" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -19,6 +21,7 @@ from .domain.errors import ApiError
 from .domain.sites import hash_token
 from .settings import Settings, SettingsError
 from .store import Store, open_store
+from .store.db import StoreError
 
 database_option = click.option(
     "--database",
@@ -39,9 +42,30 @@ def _settings(**overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+def _open(settings: Settings) -> Store:
+    """The store, or a clean exit naming why the database cannot be used."""
+    try:
+        return open_store(settings)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _shown(url: str) -> str:
+    """The database URL without its password (after the user name, or ``password=`` in the
+    query, which libpq takes too), for logs."""
+    parts = urlsplit(url)
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if parts.password is None and query == parts.query:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 @contextmanager
 def _store(database: str | None) -> Iterator[Store]:
-    store = open_store(_settings(database_url=database))
+    store = _open(_settings(database_url=database))
     try:
         yield store
     finally:
@@ -67,7 +91,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, workers: int | None, database: str | None) -> None:
     """Run the server (migrating the database first)."""
     settings = _settings(host=host, port=port, workers=workers, database_url=database)
-    store = open_store(settings)  # creates and migrates the database
+    store = _open(settings)  # creates and migrates the database
     try:
         if not settings.admin_token:
             token = store.write_sync(_ensure_admin_token)
@@ -77,11 +101,12 @@ def serve(host: str | None, port: int | None, workers: int | None, database: str
         store.close()
     os.environ["RECOTRACK_DATABASE_URL"] = settings.database_url
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings, HTTP2Settings
+    from granian.log import LogLevels
     from granian.server import Server
 
-    click.echo(
-        f"recotrack listening on http://{settings.host}:{settings.port} ({settings.database_url})"
-    )
+    shown = _shown(settings.database_url)
+    click.echo(f"recotrack listening on http://{settings.host}:{settings.port} ({shown})")
     Server(
         "recotrack.http.app:app_from_env",
         address=settings.host,
@@ -89,7 +114,12 @@ def serve(host: str | None, port: int | None, workers: int | None, database: str
         interface=Interfaces.ASGI,
         workers=settings.workers,
         factory=True,
+        log_level=LogLevels(settings.log_level.lower()),
         log_access=False,
+        # The request line and headers must fit in this (HTTP/1: 431, or 414 for a request
+        # line over 64 KiB; HTTP/2 answers 431): granian's own defaults are 408 KiB and 16 MiB.
+        http1_settings=HTTP1Settings(max_buffer_size=settings.max_header_bytes),
+        http2_settings=HTTP2Settings(max_headers_size=settings.max_header_bytes),
     ).serve()
 
 
@@ -107,8 +137,8 @@ def _ensure_admin_token(repo: Any) -> str | None:
 @database_option
 def migrate(database: str | None) -> None:
     """Create or upgrade the database schema."""
-    with _store(database):
-        click.echo("schema is up to date")
+    with _store(database) as store:
+        click.echo(f"schema is up to date (version {store.schema_version})")
 
 
 @main.group()
@@ -178,6 +208,11 @@ def site_update(
         "pendingCancelDays": pending_cancel_days,
     }
     patch = {key: value for key, value in patch.items() if value is not None}
+    if not patch:
+        raise click.UsageError(
+            "give one or more settings to change: --cancellations, --cancel-auth,"
+            " --offline-orders-affect-crowd, --session-max-age, --pending-cancel-days"
+        )
     with _store(database) as store:
         try:
             updated = store.write_sync(lambda repo: update_site(repo, name, patch))
@@ -229,10 +264,13 @@ def check_site_of(name: str, repo: Any) -> list[str]:
 def check(only: str | None, database: str | None) -> None:
     """Recompute every statistic from the stored orders; exit 1 on any difference."""
     with _store(database) as store:
-        names = [only] if only else store.read_sync(lambda repo: repo.site_names())
+        known = store.read_sync(lambda repo: repo.site_names())
+        if only is not None and only not in known:
+            _fail(ApiError("SiteNotRecognized", f"site {only!r:.80} is not known to this server"))
+        names = [only] if only else known
         differences = 0
         for name in names:
-            found = store.read_sync(partial(check_site_of, name))
+            found = store.read_sync(partial(check_site_of, name), snapshot=True)
             differences += len(found)
             for line in found[:50]:
                 click.echo(f"{name}: {line}")
@@ -265,3 +303,43 @@ def demo(
             run_demo(store, site_name, baskets, cancel_percent / 100, seed, _now, click.echo)
         except ApiError as error:
             _fail(error)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="records per transaction (default 5000 on SQLite, 500 on PostgreSQL)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@database_option
+def import_(file: Path, batch: int | None, quiet: bool, database: str | None) -> None:
+    """Load orders, offline orders and cancellations from a JSON Lines FILE.
+
+    Each line is one record with a "type": order (rest.pagex's order), offline (the smart
+    API's body), cancel or offline-cancel. Records go through the same rules as HTTP; a line
+    that fails is reported with its number and the rest are still loaded (exit 1 if any
+    failed). A re-run of the same file changes nothing.
+    """
+    from .importer import run_import
+
+    with _store(database) as store, file.open("rb") as source:
+        bar = click.progressbar(
+            length=file.stat().st_size, label="importing", file=sys.stderr, hidden=quiet
+        )
+        with bar:
+            summary = run_import(store, source, _now, batch, bar.update)
+    for line, code, message in summary.errors[:100]:
+        click.echo(f"line {line}: {code}: {message}", err=True)
+    if len(summary.errors) > 100:
+        click.echo(f"... and {len(summary.errors) - 100} more errors", err=True)
+    rate = summary.order_lines / summary.seconds if summary.seconds else 0.0
+    counts = ", ".join(f"{name} {n}" for name, n in sorted(summary.outcomes.items()))
+    click.echo(
+        f"{summary.lines} records in {summary.seconds:.1f} s ({counts});"
+        f" {summary.order_lines} order lines stored, {rate:,.0f} order lines/s"
+    )
+    if summary.errors:
+        sys.exit(1)

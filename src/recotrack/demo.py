@@ -78,7 +78,8 @@ def run_demo(
     focus = _most_common(baskets)
     before = _show(store, site_name, focus, now, out, "before cancellations")
     rng = random.Random(seed)
-    chosen = rng.sample(range(len(placed)), max(1, int(len(placed) * cancel_share)))
+    count = max(1, int(len(placed) * cancel_share)) if cancel_share > 0 else 0  # 0 %: none
+    chosen = rng.sample(range(len(placed)), count)
     whole = in_part = 0
     futures = []
     for n, index in enumerate(chosen):

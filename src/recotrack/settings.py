@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+MIN_HEADER_BYTES = 8192
+
 
 class SettingsError(ValueError):
     """A setting has a value its type does not accept; the message names the variable."""
@@ -26,6 +28,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     write_batch_max: int = 512
     write_queue_max: int = 10_000
+    max_held_per_site: int = 100_000
+    max_header_bytes: int = 64 * 1024
     log_level: str = "info"
 
     @classmethod
@@ -56,9 +60,18 @@ class Settings:
             raise SettingsError(
                 f"RECOTRACK_LOG_LEVEL must be debug, info, warning or error; got {self.log_level!r}"
             )
-        for name in ("port", "workers", "max_body_bytes", "write_batch_max", "write_queue_max"):
+        for name in (
+            "port",
+            "workers",
+            "max_body_bytes",
+            "write_batch_max",
+            "write_queue_max",
+            "max_held_per_site",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RECOTRACK_{name.upper()} must be at least 1")
+        if self.max_header_bytes < MIN_HEADER_BYTES:  # the HTTP server refuses to start below
+            raise SettingsError(f"RECOTRACK_MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}")
 
 
 HELP = {
@@ -71,6 +84,8 @@ HELP = {
     "max_body_bytes": "largest request body accepted (413 above)",
     "write_batch_max": "most writes committed in one transaction (group commit)",
     "write_queue_max": "most writes waiting for the writer before 503 Overloaded",
+    "max_held_per_site": "most cancellations a site may hold for unseen orders (503 above)",
+    "max_header_bytes": "largest request line and headers the server reads (431 above)",
     "log_level": "debug, info, warning or error",
 }
 assert set(HELP) == {f.name for f in fields(Settings)}

@@ -88,7 +88,8 @@ async def delete_offline(request: Request) -> Response:
             problem = ApiError("MissingOrMalformedOrderNo", "order_number is not valid UTF-8")
         command = OfflineCancel(auth, "", problem=problem)
     now = ctx.now()
-    result = await ctx.store.write(lambda repo: cancel_offline(repo, command, now))
+    held = ctx.settings.max_held_per_site
+    result = await ctx.store.write(lambda repo: cancel_offline(repo, command, now, held))
     ctx.metrics.cancel_event("offline", "held" if result.held else "applied")
     payload = {"order": {"refCode": result.order_no, "state": result.state.value}}
     return reply(payload, result.warnings, 202 if result.held else 200)

@@ -103,7 +103,8 @@ async def cancel_pagex(request: Request) -> Response:
     if problem is not None:  # raised after the site and switch checks, as API.md 5.2 orders
         cancel = OnlineCancel(version, site, problem=problem)
     now = ctx.now()
-    result = await ctx.store.write(lambda repo: cancel_online(repo, cancel, now))
+    held = ctx.settings.max_held_per_site
+    result = await ctx.store.write(lambda repo: cancel_online(repo, cancel, now, held))
     ctx.metrics.cancel_event("online", "held" if result.held else "applied")
     payload = {
         "session": {"session": render_session(cancel.session, version), "cuid": cancel.cuid},

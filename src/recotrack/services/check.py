@@ -6,9 +6,10 @@ from ..store.readmodel import ReadModel
 
 
 def check_site(reads: ReadModel, site: str) -> list[str]:
-    """Every difference between the stored statistics and a recomputation; empty if none."""
+    """Every difference between the stored statistics and a recomputation, and every order
+    whose stored state its lines contradict; empty if none."""
     stored, fresh = reads.stored(site), reads.recompute(site)
-    found = []
+    found = reads.state_errors(site)
     for name in ("products", "pairs", "days"):
         have, want = getattr(stored, name), getattr(fresh, name)
         for key in sorted(set(have) | set(want), key=str):

@@ -10,7 +10,16 @@ from ..domain.orders import OFFLINE
 from ..domain.sites import SITE, Site, is_site_name
 from ..store.repository import Repository
 from .commands import OfflineCancel, OfflineOrder, SmartAuth
-from .orders import CONFLICT, Cancelled, Context, Placed, cancel_order, place_order, require
+from .orders import (
+    CONFLICT,
+    MAX_HELD_PER_SITE,
+    Cancelled,
+    Context,
+    Placed,
+    cancel_order,
+    place_order,
+    require,
+)
 
 
 def authenticate(repo: Repository, auth: SmartAuth) -> Site:
@@ -49,7 +58,9 @@ def place_offline(repo: Repository, request: OfflineOrder, now: datetime) -> Pla
     return placed
 
 
-def cancel_offline(repo: Repository, request: OfflineCancel, now: datetime) -> Cancelled:
+def cancel_offline(
+    repo: Repository, request: OfflineCancel, now: datetime, max_held: int = MAX_HELD_PER_SITE
+) -> Cancelled:
     site = authenticate(repo, request.auth)
     if not site.settings.cancellations:
         raise ApiError(
@@ -67,5 +78,13 @@ def cancel_offline(repo: Repository, request: OfflineCancel, now: datetime) -> C
                 f" not {channel!r}; cancel it with that channel and its siteToken",
             )
     return cancel_order(
-        repo, site, OFFLINE, channel, request.order_no, request.items, Context(channel), now
+        repo,
+        site,
+        OFFLINE,
+        channel,
+        request.order_no,
+        request.items,
+        Context(channel),
+        now,
+        max_held,
     )

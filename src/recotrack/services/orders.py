@@ -13,10 +13,12 @@ from ..domain.errors import ApiError, Warning_
 from ..domain.orders import CancelItem, Event, HeldCancel, Order, State
 from ..domain.sites import Site
 from ..domain.stats import delta
+from ..settings import Settings
 from ..store.repository import Repository
 
 # How a placement went.
 CREATED, SAME, UPDATED, CONFLICT = "created", "same", "updated", "conflict"
+MAX_HELD_PER_SITE = Settings.max_held_per_site  # the default of RECOTRACK_MAX_HELD_PER_SITE
 
 
 @dataclass
@@ -93,12 +95,14 @@ def cancel_order(
     items: list[CancelItem] | None,
     context: Context,
     now: datetime,
+    max_held: int = MAX_HELD_PER_SITE,
 ) -> Cancelled:
-    """Cancel a whole order, or lines of it; hold the cancellation if the order is unseen."""
+    """Cancel a whole order, or lines of it; hold the cancellation if the order is unseen
+    (503 ``Overloaded`` if the site already holds ``max_held``)."""
     repo.lock_order_key(site.name, source, channel_key, order_no)
     order = repo.find_order(site.name, source, channel_key, order_no)
     if order is None:
-        _hold(repo, site, source, channel_key, order_no, items, context, now)
+        _hold(repo, site, source, channel_key, order_no, items, context, now, max_held)
         return Cancelled(order_no, State.CANCEL_PENDING, held=True)
     before = order.copy()
     if items is None:
@@ -151,11 +155,19 @@ def _hold(
     items: list[CancelItem] | None,
     context: Context,
     now: datetime,
+    max_held: int,
 ) -> None:
     repo.purge_expired_held(site.name, now)  # expired ones are never applied: let them go
     pending = repo.held_for(site.name, source, channel_key, order_no, now)
     if items is None and any(cancel.items is None for cancel in pending):
         return  # a retried whole cancellation is held once
+    if repo.count_held(site.name, max_held) >= max_held:  # each one is a row kept for days
+        raise ApiError(
+            "Overloaded",
+            f"site {site.name!r} already holds {max_held} cancellations for orders not seen yet"
+            " (RECOTRACK_MAX_HELD_PER_SITE); this one was not held: retry once orders arrive"
+            " or held cancellations expire",
+        )
     repo.insert_held(
         HeldCancel(
             site=site.name,

@@ -19,7 +19,15 @@ from ..domain.sites import CLIENT, Site
 from ..store.readmodel import ReadModel
 from ..store.repository import Repository
 from .commands import OnlineCancel, PageView
-from .orders import Cancelled, Context, Placed, cancel_order, place_order, require
+from .orders import (
+    MAX_HELD_PER_SITE,
+    Cancelled,
+    Context,
+    Placed,
+    cancel_order,
+    place_order,
+    require,
+)
 from .sites import load_site
 
 RECS_PER_WIDGET = 10
@@ -83,7 +91,9 @@ def _session_for(repo: Repository, site: Site, page: PageView, now: datetime) ->
     return known
 
 
-def cancel_online(repo: Repository, cancel: OnlineCancel, now: datetime) -> Cancelled:
+def cancel_online(
+    repo: Repository, cancel: OnlineCancel, now: datetime, max_held: int = MAX_HELD_PER_SITE
+) -> Cancelled:
     """Checks in API.md 5.2's order: site, switch, parameters, cancelAuth; then cancel."""
     site = load_site(repo, cancel.site)
     if not site.settings.cancellations:
@@ -111,7 +121,9 @@ def cancel_online(repo: Repository, cancel: OnlineCancel, now: datetime) -> Canc
             f"clientToken is missing or not valid for site {site.name!r} (cancelAuth is token)",
         )
     context = Context("", session_id, cancel.cuid, cancel.reason)
-    return cancel_order(repo, site, ONLINE, "", cancel.order_no, cancel.items, context, now)
+    return cancel_order(
+        repo, site, ONLINE, "", cancel.order_no, cancel.items, context, now, max_held
+    )
 
 
 @dataclass(frozen=True)

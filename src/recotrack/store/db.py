@@ -75,9 +75,18 @@ class Db:
         return list(self.execute(sql, params).fetchall())
 
 
+_ISO: dict[datetime, str] = {}  # a request formats the same moments several times
+
+
 def iso(moment: datetime) -> str:
     """UTC, fixed width, so text order is time order."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    text = _ISO.get(moment)
+    if text is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+        text = _ISO[moment] = text + "Z"
+    return text
 
 
 def from_iso(text: str) -> datetime:

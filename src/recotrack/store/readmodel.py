@@ -7,7 +7,7 @@ live quantities of the order lines through indexes, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -34,27 +34,64 @@ class OrderRow:
 
 
 class ReadModel:
-    """Queries over one connection; the write side (``Repository``) extends it."""
+    """Queries over one connection; the write side (``Repository``) extends it.
 
-    def __init__(self, db: Db) -> None:
+    ``data_version``, when given, returns a value that changes whenever anything is committed
+    to the database (SQLite's ``PRAGMA data_version`` on a connection that does not write
+    itself). Rankings are then kept between calls until the next commit: exact, and cheap
+    while reads outnumber commits.
+    """
+
+    MEMO_ENTRIES = 1024
+
+    def __init__(self, db: Db, data_version: Callable[[], object] | None = None) -> None:
         self.db = db
+        self._data_version = data_version
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_version: object = None
+
+    def _memoised(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if self._data_version is None:
+            return compute()
+        version = self._data_version()  # read before the query: a later commit changes it
+        if version != self._memo_version or len(self._memo) >= self.MEMO_ENTRIES:
+            self._memo.clear()
+            self._memo_version = version
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = compute()
+        return found
 
     def top_sellers(
         self, site: str, by: str, first_day: str, last_day: str, limit: int, exclude: set[str]
     ) -> list[tuple[str, Decimal | int]]:
         """Products ranked by live units or revenue over the days given; ties by refCode."""
-        rows = self.db.all(
-            f"SELECT ref_code, SUM(units), {self.db.dialect.money_sum('revenue')}"
-            " FROM stat_products WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
-            (site, first_day, last_day),
+        ranked = self._memoised(
+            ("top", site, by, first_day, last_day),
+            lambda: self._ranked_sellers(site, by, first_day, last_day),
         )
-        scored: list[tuple[str, Decimal | int]] = [
-            (ref, int(units) if by == "units" else dec(revenue))
-            for ref, units, revenue in rows
-            if int(units) > 0 and ref not in exclude
-        ]
+        return [item for item in ranked if item[0] not in exclude][:limit]
+
+    def _ranked_sellers(
+        self, site: str, by: str, first_day: str, last_day: str
+    ) -> list[tuple[str, Decimal | int]]:
+        scored: list[tuple[str, Decimal | int]]
+        if by == "units":  # no money sum: on SQLite it is a Python aggregate per row
+            rows = self.db.all(
+                "SELECT ref_code, SUM(units) FROM stat_products"
+                " WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
+                (site, first_day, last_day),
+            )
+            scored = [(ref, int(units)) for ref, units in rows if int(units) > 0]
+        else:
+            rows = self.db.all(
+                f"SELECT ref_code, SUM(units), {self.db.dialect.money_sum('revenue')}"
+                " FROM stat_products WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
+                (site, first_day, last_day),
+            )
+            scored = [(ref, dec(revenue)) for ref, units, revenue in rows if int(units) > 0]
         scored.sort(key=lambda item: (-item[1], item[0]))
-        return scored[:limit]
+        return scored
 
     def bought_together(
         self, site: str, ref_codes: list[str], limit: int, exclude: set[str]
@@ -62,34 +99,52 @@ class ReadModel:
         """Products most often in the same live order as any of ``ref_codes``."""
         if not ref_codes:
             return []
-        marks = ", ".join("?" for _ in ref_codes)
         skip = exclude | set(ref_codes)
+        if self._data_version is not None:
+            ranked = self._memoised(
+                ("together", site, *ref_codes), lambda: self._together(site, ref_codes, None)
+            )
+        else:
+            ranked = self._together(site, ref_codes, limit + len(skip))
+        return [item for item in ranked if item[0] not in skip][:limit]
+
+    def _together(
+        self, site: str, ref_codes: list[str], limit: int | None
+    ) -> list[tuple[str, int]]:
+        marks = ", ".join("?" for _ in ref_codes)
         rows = self.db.all(
             f"SELECT other, SUM(orders) AS n FROM stat_pairs WHERE site = ? AND ref_code IN ({marks})"
-            " GROUP BY other HAVING SUM(orders) > 0 ORDER BY n DESC, other LIMIT ?",
-            (site, *ref_codes, limit + len(skip)),
+            " GROUP BY other HAVING SUM(orders) > 0 ORDER BY n DESC, other"
+            + ("" if limit is None else " LIMIT ?"),
+            (site, *ref_codes) + (() if limit is None else (limit,)),
         )
-        return [(ref, int(n)) for ref, n in rows if ref not in skip][:limit]
+        return [(ref, int(n)) for ref, n in rows]
 
     def live_bought(self, site: str, cuid: str = "", user_id: str = "") -> set[str]:
         """refCodes this cuid or user id has bought and not cancelled."""
         return {ref for ref, _, _ in self.history(site, cuid=cuid, user_id=user_id)}
 
+    # history and session_purchases read the buyer's orders first (through the cuid, user or
+    # session index), then their lines: SQLite never reorders a CROSS JOIN, and without table
+    # statistics it would otherwise start from order_lines by site, reading every line of the
+    # site. For PostgreSQL a CROSS JOIN with the join condition in WHERE is a plain join.
+
     def history(self, site: str, cuid: str = "", user_id: str = "") -> list[tuple[str, int, str]]:
         """(refCode, live quantity, last bought) for a cuid and/or user id, newest first."""
-        who, params = [], [site]
-        if cuid:
-            who.append("o.cuid = ?")
-            params.append(cuid)
+        who: list[str] = []
+        params: list[str] = []
+        if cuid:  # each term whole, so that SQLite answers the OR from both indexes
+            who.append("(o.site = ? AND o.cuid = ?)")
+            params += [site, cuid]
         if user_id:
-            who.append("o.user_id = ?")
-            params.append(user_id)
+            who.append("(o.site = ? AND o.user_id = ?)")
+            params += [site, user_id]
         if not who:
             return []
         rows = self.db.all(
             "SELECT l.ref_code, SUM(l.qty - l.cancelled), MAX(o.ordered_at) FROM orders o"
-            " JOIN order_lines l ON l.site = o.site AND l.order_id = o.id"
-            f" WHERE o.site = ? AND ({' OR '.join(who)}) AND l.qty > l.cancelled"
+            " CROSS JOIN order_lines l WHERE l.site = o.site AND l.order_id = o.id"
+            f" AND ({' OR '.join(who)}) AND l.qty > l.cancelled"
             " GROUP BY l.ref_code ORDER BY MAX(o.ordered_at) DESC, l.ref_code",
             params,
         )
@@ -99,8 +154,8 @@ class ReadModel:
         """What was bought (live) in this session."""
         rows = self.db.all(
             "SELECT l.ref_code, SUM(l.qty - l.cancelled) FROM orders o"
-            " JOIN order_lines l ON l.site = o.site AND l.order_id = o.id"
-            " WHERE o.site = ? AND o.session = ? AND l.qty > l.cancelled"
+            " CROSS JOIN order_lines l WHERE l.site = o.site AND l.order_id = o.id"
+            " AND o.site = ? AND o.session = ? AND l.qty > l.cancelled"
             " GROUP BY l.ref_code ORDER BY l.ref_code",
             (site, session),
         )
@@ -163,9 +218,18 @@ class ReadModel:
     def recompute(self, site: str) -> Delta:
         """The site's statistics summed afresh from its stored orders."""
         total = Delta()
-        for order in self._orders(site):
+        for order, _ in self._orders(site):
             total.add(order, +1)
         return total.pruned()
+
+    def state_errors(self, site: str) -> list[str]:
+        """Orders whose stored state is not what their lines make it."""
+        return [
+            f"order {order.source} {order.channel} {order.order_no!r}: stored state {stored},"
+            f" lines make it {order.state.value}"
+            for order, stored in self._orders(site)
+            if stored != order.state.value
+        ]
 
     def stored(self, site: str) -> Delta:
         """The site's statistics as the read-model tables hold them."""
@@ -188,7 +252,8 @@ class ReadModel:
             )
         return stored.pruned()
 
-    def _orders(self, site: str) -> Iterator[Order]:
+    def _orders(self, site: str) -> Iterator[tuple[Order, str]]:
+        """Every order of the site with its lines, and its state as stored."""
         lines: dict[int, list[Line]] = {}
         for r in self.db.all(
             "SELECT order_id, ref_code, qty, cancelled, price FROM order_lines WHERE site = ?",
@@ -198,13 +263,15 @@ class ReadModel:
                 Line(r[1], int(r[2]), dec(r[4]), cancelled=int(r[3]))
             )
         for r in self.db.all(
-            "SELECT id, ordered_at, crowd, cancelled_whole FROM orders WHERE site = ?", (site,)
+            "SELECT id, ordered_at, crowd, cancelled_whole, source, channel_key, order_no, state"
+            " FROM orders WHERE site = ?",
+            (site,),
         ):
-            yield Order(
+            order = Order(
                 site=site,
-                source="",
-                channel="",
-                order_no="",
+                source=r[4],
+                channel=r[5],
+                order_no=r[6],
                 currency="",
                 subtotal=Decimal(0),
                 shipping=Decimal(0),
@@ -215,3 +282,4 @@ class ReadModel:
                 cancelled_whole=bool(r[3]),
                 id=int(r[0]),
             )
+            yield order, r[7]

@@ -7,6 +7,8 @@ and never see SQL. The read model it keeps in step is in ``recotrack.store.readm
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +19,9 @@ from ..domain.stats import Delta
 from .db import Db, dec, from_iso, iso
 from .readmodel import ReadModel
 
+SITES_VERSION = "sites_version"
+SITE_CACHE_ENTRIES = 1024
+
 _ORDER_COLUMNS = (
     "id, site, source, channel, order_no, currency, subtotal, shipping, total, ordered_at, "
     "session, cuid, user_id, customer_id, crowd, cancelled_whole"
@@ -24,14 +29,32 @@ _ORDER_COLUMNS = (
 
 
 class Repository(ReadModel):
-    """Everything a service may read or change, inside one transaction."""
+    """Everything a service may read or change, inside one transaction.
 
-    def __init__(self, db: Db) -> None:
-        super().__init__(db)
+    ``site_cache``, when the store gives one, keeps sites between units of work on the same
+    database: an entry is used only while the sites version (a meta value that every change of
+    a site or token sets anew, in the same transaction) is the one it was loaded under, and
+    that version is read in the caller's transaction, so a change is seen by the next request.
+    """
+
+    def __init__(
+        self,
+        db: Db,
+        data_version: Callable[[], object] | None = None,
+        site_cache: dict[str, tuple[str, Site]] | None = None,
+    ) -> None:
+        super().__init__(db, data_version)
+        self.site_cache = site_cache
 
     # -- sites ---------------------------------------------------------------------------
 
     def get_site(self, name: str) -> Site | None:
+        version = None
+        if self.site_cache is not None:
+            version = self.get_meta(SITES_VERSION)
+            cached = self.site_cache.get(name)
+            if version is not None and cached is not None and cached[0] == version:
+                return _copy_site(cached[1])
         row = self.db.one("SELECT settings, created_at FROM sites WHERE site = ?", (name,))
         if row is None:
             return None
@@ -40,6 +63,10 @@ class Repository(ReadModel):
             "SELECT kind, channel, token_hash FROM tokens WHERE site = ?", (name,)
         ):
             site.token_hashes[(kind, channel)] = token_hash
+        if self.site_cache is not None and version is not None:
+            if len(self.site_cache) >= SITE_CACHE_ENTRIES:
+                self.site_cache.clear()
+            self.site_cache[name] = (version, _copy_site(site))
         return site
 
     def insert_site(self, site: Site) -> None:
@@ -47,11 +74,13 @@ class Repository(ReadModel):
             "INSERT INTO sites (site, settings, created_at) VALUES (?, ?, ?)",
             (site.name, _settings_json(site.settings), iso(site.created_at)),
         )
+        self._sites_changed()
 
     def save_settings(self, name: str, settings: SiteSettings) -> None:
         self.db.execute(
             "UPDATE sites SET settings = ? WHERE site = ?", (_settings_json(settings), name)
         )
+        self._sites_changed()
 
     def set_token(self, site: str, kind: str, channel: str, token_hash: str, now: datetime) -> None:
         self.db.execute(
@@ -60,6 +89,11 @@ class Repository(ReadModel):
             " created_at = excluded.created_at",
             (site, kind, channel, token_hash, iso(now)),
         )
+        self._sites_changed()
+
+    def _sites_changed(self) -> None:
+        """A new sites version: every cached site is loaded again (in every process)."""
+        self.set_meta(SITES_VERSION, secrets.token_hex(8))
 
     def site_names(self) -> list[str]:
         return [row[0] for row in self.db.all("SELECT site FROM sites ORDER BY site")]
@@ -148,11 +182,15 @@ class Repository(ReadModel):
 
     def insert_order(self, order: Order, now: datetime) -> None:
         money = self.db.dialect.money
-        row = self.db.one(
+        postgres = self.db.dialect.postgres
+        # SQLite hands back the new rowid without RETURNING, which costs Python's sqlite3
+        # about twice the insert itself.
+        cursor = self.db.execute(
             "INSERT INTO orders (site, source, channel_key, order_no, channel, state, currency,"
             " subtotal, shipping, total, ordered_at, day, session, cuid, user_id, customer_id,"
             " crowd, cancelled_whole, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            + (" RETURNING id" if postgres else ""),
             (
                 order.site,
                 order.source,
@@ -176,9 +214,9 @@ class Repository(ReadModel):
                 iso(now),
             ),
         )
-        order.id = int(row[0])
+        order.id = int(cursor.fetchone()[0] if postgres else cursor.lastrowid)
         self._insert_lines(order)
-        self._insert_events(order)
+        self._insert_events(order, new_order=True)
 
     def update_order(self, order: Order, now: datetime, lines_replaced: bool) -> None:
         money = self.db.dialect.money
@@ -277,14 +315,16 @@ class Repository(ReadModel):
             ],
         )
 
-    def _insert_events(self, order: Order) -> None:
+    def _insert_events(self, order: Order, new_order: bool = False) -> None:
         if not order.new_events:
             return
-        row = self.db.one(
-            "SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE site = ? AND order_id = ?",
-            (order.site, order.id),
-        )
-        seq = int(row[0])
+        seq = 0  # an order inserted just now has no history yet
+        if not new_order:
+            row = self.db.one(
+                "SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE site = ? AND order_id = ?",
+                (order.site, order.id),
+            )
+            seq = int(row[0])
         self.conn_executemany(
             "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
             " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -350,8 +390,19 @@ class Repository(ReadModel):
             "DELETE FROM held_cancels WHERE site = ? AND id = ?", [(site, i) for i in ids]
         )
 
-    def purge_expired_held(self, now: datetime) -> int:
-        cursor = self.db.execute("DELETE FROM held_cancels WHERE expires_at <= ?", (iso(now),))
+    def count_held(self, site: str, at_most: int) -> int:
+        """How many cancellations the site holds (expired ones too), counting to ``at_most``."""
+        row = self.db.one(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM held_cancels WHERE site = ? LIMIT ?) AS held",
+            (site, at_most),
+        )
+        return int(row[0])
+
+    def purge_expired_held(self, site: str, now: datetime) -> int:
+        """Forget the site's held cancellations whose time is up; how many there were."""
+        cursor = self.db.execute(
+            "DELETE FROM held_cancels WHERE site = ? AND expires_at <= ?", (site, iso(now))
+        )
         return int(cursor.rowcount or 0)
 
     # -- read model ----------------------------------------------------------------------
@@ -405,6 +456,11 @@ class Repository(ReadModel):
 
 def _add(postgres: bool, left: str, right: str) -> str:
     return f"{left} + {right}" if postgres else f"dec_add({left}, {right})"
+
+
+def _copy_site(site: Site) -> Site:
+    """Services may change the site they load (settings, tokens): never the cached one."""
+    return Site(site.name, site.settings, site.created_at, dict(site.token_hashes))
 
 
 def _settings_json(settings: SiteSettings) -> str:

@@ -12,17 +12,21 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..domain.errors import ApiError
+from ..domain.stats import ZERO, Delta, Report
 from .db import Db, Dialect, StoreError
+from .migrate import migrate as run_migrations
 from .port import Store, T, Work
 from .repository import Repository
-from .schema import LATEST, SQLITE, migrations
+from .schema import SQLITE
 
 _STOP = object()
 
@@ -43,44 +47,78 @@ class _DecSum:
         return format(self.total, "f")
 
 
-def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(path: str, synchronous: str = "FULL", cache_kib: int = 16_384) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode = WAL")
+    _set_wal(conn)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
     conn.create_function("dec_add", 2, _dec_add, deterministic=True)
     conn.create_aggregate("dec_sum", 1, _DecSum)  # type: ignore[arg-type]
     return conn
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Processes opening a new file together (``serve --workers N``) can get
+    "database is locked" here at once, without the busy timeout: try again for a while."""
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == 199:
+                raise
+            time.sleep(0.025)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to the latest schema; refuse one newer than this code knows."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        if current > LATEST:
-            raise StoreError(
-                f"the database is at schema version {current}, newer than this recotrack"
-                f" knows ({LATEST}): upgrade recotrack"
-            )
-        for migration in migrations(SQLITE):
-            if migration.version > current:
-                for statement in migration.statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name) VALUES (?, ?)",
-                    (migration.version, migration.name),
-                )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return LATEST
+        return run_migrations(Db(conn, Dialect(SQLITE)))
+    except sqlite3.Error as exc:
+        raise StoreError(f"sqlite migration failed: {exc}") from exc
+
+
+WRITER_CACHE_KIB = 65_536
+
+
+def _data_version(conn: sqlite3.Connection) -> object:
+    """Changes whenever another connection commits (readers never write)."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+class _BatchRepository(Repository):
+    """The writer's repository: read-model changes are collected per write and applied once
+    per transaction, summed, just before it commits (nothing in a write reads the statistics
+    back). A write that fails takes its changes with it."""
+
+    def __init__(self, db: Db, site_cache: dict[str, Any]) -> None:
+        super().__init__(db, site_cache=site_cache)
+        self.changes: list[tuple[str, Delta]] = []
+
+    def apply(self, site: str, change: Delta) -> None:
+        self.changes.append((site, change))
+
+    def flush(self) -> None:
+        totals: dict[str, Delta] = {}
+        for site, change in self.changes:
+            _merge(totals.setdefault(site, Delta()), change)
+        self.changes.clear()
+        for site in sorted(totals):
+            total = totals[site].pruned()
+            if total.products or total.pairs or total.days:
+                super().apply(site, total)
+
+
+def _merge(total: Delta, change: Delta) -> None:
+    for key, (units, revenue) in change.products.items():
+        old_units, old_revenue = total.products.get(key, (0, ZERO))
+        total.products[key] = (old_units + units, old_revenue + revenue)
+    for pair, orders in change.pairs.items():
+        total.pairs[pair] = total.pairs.get(pair, 0) + orders
+    for day, report in change.days.items():
+        total.days[day] = total.days.get(day, Report()) + report
 
 
 class SqliteStore(Store):
@@ -96,8 +134,14 @@ class SqliteStore(Store):
         self._queue: queue.Queue[Any] = queue.Queue(max_queue)
         self._local = threading.local()
         self._dialect = Dialect(SQLITE)
-        self._writer_conn = connect(path, synchronous)
-        migrate(self._writer_conn)
+        # The writer's page cache holds the hot parts of the indexes of a large store.
+        self._writer_conn = connect(path, synchronous, cache_kib=WRITER_CACHE_KIB)
+        self._sites: dict[str, Any] = {}  # sites by name, shared by the writer and readers
+        try:
+            self.schema_version = migrate(self._writer_conn)
+        except BaseException:
+            self._writer_conn.close()
+            raise
         self._counters = {"batches": 0.0, "writes": 0.0, "last_batch": 0.0}
         self._thread = threading.Thread(target=self._run, name="recotrack-writer", daemon=True)
         self._thread.start()
@@ -114,13 +158,21 @@ class SqliteStore(Store):
             ) from None
         return future
 
-    def read_sync(self, work: Work[T]) -> T:
+    def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
         repo = getattr(self._local, "repo", None)
         if repo is None:
             conn = connect(self.path, self.synchronous)
-            repo = self._local.repo = Repository(Db(conn, self._dialect))
+            repo = self._local.repo = Repository(
+                Db(conn, self._dialect), partial(_data_version, conn), self._sites
+            )
         try:
-            return work(repo)
+            if not snapshot:  # each query sees the latest commit
+                return work(repo)
+            repo.db.execute("BEGIN")  # every query of the work sees the same commit
+            try:
+                return work(repo)
+            finally:
+                repo.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite read failed: {exc}") from exc
 
@@ -137,7 +189,7 @@ class SqliteStore(Store):
     # -- the writer ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        repo = Repository(Db(self._writer_conn, self._dialect))
+        repo = _BatchRepository(Db(self._writer_conn, self._dialect), site_cache=self._sites)
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -158,29 +210,34 @@ class SqliteStore(Store):
                 return
 
     def _commit(
-        self, repo: Repository, batch: list[tuple[Callable[..., Any], Future[Any]]]
+        self, repo: _BatchRepository, batch: list[tuple[Callable[..., Any], Future[Any]]]
     ) -> None:
         conn = self._writer_conn
         outcomes: list[tuple[Future[Any], bool, Any]] = []
+        repo.changes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for work, future in batch:
                 if not future.set_running_or_notify_cancel():
                     continue
                 conn.execute("SAVEPOINT w")
+                kept = len(repo.changes)
                 try:
                     result = work(repo)
                 except Exception as exc:  # the write fails alone
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
+                    del repo.changes[kept:]
                     if isinstance(exc, sqlite3.Error):
                         exc = StoreError(f"sqlite write failed: {exc}")
                     outcomes.append((future, False, exc))
                 else:
                     conn.execute("RELEASE w")
                     outcomes.append((future, True, result))
+            repo.flush()
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            repo.changes.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             error = StoreError(f"sqlite commit failed: {exc}")
@@ -189,7 +246,7 @@ class SqliteStore(Store):
                     future.set_exception(error)
             return
         self._counters["batches"] += 1
-        self._counters["writes"] += len(batch)
+        self._counters["writes"] += sum(1 for _, ok, _ in outcomes if ok)
         self._counters["last_batch"] = len(batch)
         if self.on_batch is not None:
             self.on_batch(len(batch))

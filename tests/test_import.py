@@ -1,0 +1,327 @@
+"""``recotrack import``: JSON Lines of orders and cancellations through the real CLI on SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from starlette.testclient import TestClient
+
+from recotrack.cli import main
+from recotrack.http.app import create_app
+from recotrack.settings import Settings
+
+from .support import ADMIN, AUTH
+
+TABLES = ("orders", "order_lines", "order_events", "held_cancels") + (
+    "stat_products",
+    "stat_pairs",
+    "stat_days",
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "import.db"
+    made = run(path, "site", "create", "shop", "--enable-cancellations", "--json")
+    assert made.exit_code == 0, made.output
+    return path
+
+
+def run(db: Path, *args: str) -> Result:
+    runner = CliRunner(env={"RECOTRACK_DATABASE_URL": None, "RECOTRACK_ADMIN_TOKEN": None})
+    return runner.invoke(main, [*args, "--database", f"sqlite:///{db}"], catch_exceptions=False)
+
+
+def write(tmp_path: Path, *records: dict[str, Any] | str, name: str = "in.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records),
+        encoding="utf-8",
+    )
+    return path
+
+
+def import_file(db: Path, path: Path, *flags: str) -> Result:
+    return run(db, "import", str(path), "--quiet", *flags)
+
+
+@contextmanager
+def server(db: Path) -> Iterator[TestClient]:
+    settings = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def online(order_no: str, *lines: tuple[str, int, str], **extra: Any) -> dict[str, Any]:
+    total = sum(int(qty) * float(price) for _, qty, price in lines)
+    return {
+        "type": "order",
+        "site": "shop",
+        "cuid": "cuid-1",
+        "user": {"id": "user-1"},
+        **extra,
+        "order": {
+            "orderNo": order_no,
+            "currency": "GBP",
+            "items": [{"refCode": r, "qty": q, "price": p} for r, q, p in lines],
+            "subtotal": f"{total:.2f}",
+            "shipping": "0",
+            "total": f"{total:.2f}",
+            "orderDate": "2026-11-20T10:00:00Z",
+        },
+    }
+
+
+def offline(order_no: str, *lines: tuple[str, int, str], channel: str = "store") -> dict[str, Any]:
+    total = sum(int(qty) * float(price) for _, qty, price in lines)
+    return {
+        "type": "offline",
+        "site": "shop",
+        "channel": channel,
+        "user": {"id": "user-2"},
+        "order": {
+            "refCode": order_no,
+            "currency": "GBP",
+            "items": [{"refCode": r, "qty": q, "price": p} for r, q, p in lines],
+            "subTotal": f"{total:.2f}",
+            "total": f"{total:.2f}",
+            "orderDate": "2026-11-21T09:30:00Z",
+        },
+    }
+
+
+def cancel(
+    order_no: str, items: list[dict[str, Any]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": "cancel", "site": "shop", "orderNo": order_no, **extra}
+    if items is not None:
+        record["items"] = items
+    return record
+
+
+def order_of(client: TestClient, order_no: str, source: str = "online") -> dict[str, Any]:
+    response = client.get(f"/api/v1/sites/shop/orders/{order_no}?source={source}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    order: dict[str, Any] = response.json()["order"]
+    return order
+
+
+def live(order: dict[str, Any]) -> dict[str, int]:
+    return {line["refCode"]: line["liveQuantity"] for line in order["lines"]}
+
+
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(db) as conn:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+
+
+def assert_consistent(db: Path) -> None:
+    checked = run(db, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "site shop: consistent" in checked.output
+
+
+def test_import_stores_online_and_offline_orders_with_their_dates(db: Path, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        online("W1", ("milk", 2, "1.10"), ("bread", 1, "2.00")),
+        online("W2", ("milk", 1, "1.10")),
+        offline("S1", ("eggs", 3, "0.50")),
+    )
+    result = import_file(db, path)
+    assert result.exit_code == 0, result.output
+    assert "3 records" in result.stdout and "created 3" in result.stdout
+    assert "6 order lines stored" not in result.stdout  # 2 + 1 + 1 lines, not units
+    assert "4 order lines stored" in result.stdout
+    with server(db) as client:
+        w1 = order_of(client, "W1")
+        assert (w1["state"], w1["orderDate"], w1["cuid"], w1["userId"]) == (
+            "placed",
+            "2026-11-20T10:00:00.000000Z",
+            "cuid-1",
+            "user-1",
+        )
+        assert live(w1) == {"milk": 2, "bread": 1}
+        s1 = order_of(client, "S1", "offline")
+        assert (s1["channel"], s1["countsInCrowd"], live(s1)) == ("store", False, {"eggs": 3})
+        days = client.get(
+            "/api/v1/sites/shop/reports/daily?from=2026-11-20&to=2026-11-21", headers=AUTH
+        ).json()["days"]
+        assert [(d["date"], d["orders"], d["units"]) for d in days] == [
+            ("2026-11-20", 2, 4),
+            ("2026-11-21", 1, 3),
+        ]
+    assert_consistent(db)
+
+
+def test_a_rerun_of_the_same_file_changes_nothing(db: Path, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        cancel("W3"),  # before its order: held
+        cancel("W4", [{"refCode": "jam", "qty": 1}]),  # partial, before its order
+        online("W1", ("milk", 2, "1.10"), ("bread", 1, "2.00")),
+        online("W2", ("milk", 1, "1.10"), ("jam", 2, "3.00")),
+        online("W3", ("tea", 1, "4.00")),
+        online("W4", ("jam", 2, "3.00"), ("tea", 1, "4.00")),
+        cancel("W1"),
+        cancel("W2", [{"refCode": "jam", "qty": 1}]),
+        online("W2", ("milk", 1, "1.10"), ("jam", 2, "3.00")),  # a re-send
+        cancel("W9", [{"refCode": "tea"}]),  # its order never comes: stays held
+        offline("S1", ("eggs", 3, "0.50")),
+        {"type": "offline-cancel", "site": "shop", "channel": "store", "orderNo": "S1"},
+    )
+    first = import_file(db, path, "--batch", "3")
+    assert first.exit_code == 0, first.output
+    assert "created 5" in first.stdout and "held 3" in first.stdout
+    before = snapshot(db)
+    second = import_file(db, path, "--batch", "3")
+    assert second.exit_code == 0, second.output
+    assert "created" not in second.stdout and "cancelled" not in second.stdout
+    assert "held" not in second.stdout
+    assert "same 6" in second.stdout and "unchanged 6" in second.stdout
+    assert snapshot(db) == before
+    assert len(before["held_cancels"]) == 1
+    assert_consistent(db)
+
+
+def test_errors_are_reported_with_their_line_numbers_and_the_rest_is_loaded(
+    db: Path, tmp_path: Path
+) -> None:
+    no_items = online("W3", ("milk", 1, "1.10"))
+    no_items["order"]["items"] = []
+    path = write(
+        tmp_path,
+        online("W1", ("milk", 1, "1.10")),
+        "{not json",
+        {**online("W2", ("milk", 1, "1.10")), "site": "nowhere"},
+        no_items,
+        "",
+        online("W5", ("bread", 1, "2.00")),
+        cancel("W1", [{"refCode": "caviar"}]),
+        {"type": "refund", "site": "shop"},
+        online("W1", ("milk", 9, "1.10")),  # same number, other content: an update
+        offline("S1", ("eggs", 1, "0.50"), channel="tv"),
+        {"type": "offline-cancel", "site": "shop", "channel": "store", "orderNo": "S1"},
+    )
+    result = import_file(db, path)
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("line ")]
+    assert [line.split(":")[0:2] for line in lines] == [
+        ["line 2", " MalformedJson"],
+        ["line 3", " SiteNotRecognized"],
+        ["line 4", " MissingOrMalformedItems"],
+        ["line 7", " LineNotFound"],
+        ["line 8", " TypeNotRecognized"],
+        ["line 11", " ChannelMismatch"],
+    ]
+    assert "order.items must be a list of 1-1000 lines" in lines[2]
+    assert "created 3" in result.stdout and "updated 1" in result.stdout
+    assert "error 6" in result.stdout
+    with server(db) as client:
+        assert live(order_of(client, "W1")) == {"milk": 9}
+        assert live(order_of(client, "W5")) == {"bread": 1}
+        assert order_of(client, "S1", "offline")["state"] == "placed"
+        missing = client.get("/api/v1/sites/shop/orders/W3?source=online", headers=AUTH)
+        assert missing.status_code == 404
+    assert_consistent(db)
+
+
+def test_partial_cancellations_cancel_the_quantity_given_of_a_line(
+    db: Path, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        online("W1", ("milk", 3, "1.10"), ("bread", 1, "2.00")),
+        cancel("W1", [{"refCode": "milk", "qty": 2}], reason="two were broken"),
+        online("W2", ("milk", 1, "1.10"), ("bread", 1, "2.00")),
+        cancel("W2", [{"refCode": "bread"}]),
+    )
+    result = import_file(db, path)
+    assert result.exit_code == 0, result.output
+    assert "cancelled 2" in result.stdout
+    with server(db) as client:
+        w1 = order_of(client, "W1")
+        assert (w1["state"], live(w1)) == ("partially-cancelled", {"milk": 1, "bread": 1})
+        assert w1["history"][-1]["event"] == "line-cancelled"
+        assert w1["history"][-1]["reason"] == "two were broken"
+        assert live(order_of(client, "W2")) == {"milk": 1, "bread": 0}
+        recs = client.get(
+            "/api/v1/sites/shop/recs/top-sellers?days=3650&limit=5", headers=AUTH
+        ).json()["recs"]
+        assert [(r["refCode"], r["score"]) for r in recs] == [("milk", 2), ("bread", 1)]
+    assert_consistent(db)
+
+
+def test_a_cancellation_before_its_order_is_applied_when_the_order_comes_later_in_the_file(
+    db: Path, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        cancel("W1", reason="fraud"),
+        cancel("W2", [{"refCode": "jam", "qty": 1}]),
+        online("W0", ("tea", 1, "4.00")),
+        online("W1", ("milk", 1, "1.10"), ("bread", 1, "2.00")),
+        online("W2", ("jam", 2, "3.00")),
+    )
+    result = import_file(db, path, "--batch", "2")  # held and placed in other transactions
+    assert result.exit_code == 0, result.output
+    assert "held 2" in result.stdout and "created 3" in result.stdout
+    with server(db) as client:
+        w1 = order_of(client, "W1")
+        assert (w1["state"], live(w1)) == ("cancelled", {"milk": 0, "bread": 0})
+        assert [e["event"] for e in w1["history"]] == ["held", "placed", "applied"]
+        assert w1["history"][0]["reason"] == "fraud"
+        assert live(order_of(client, "W2")) == {"jam": 1}
+        recs = client.get("/api/v1/sites/shop/recs/top-sellers?days=3650", headers=AUTH).json()[
+            "recs"
+        ]
+        assert [(r["refCode"], r["score"]) for r in recs] == [("jam", 1), ("tea", 1)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM held_cancels").fetchone()[0] == 0
+    assert_consistent(db)
+
+
+def test_cancellations_need_the_site_switch_like_over_http(tmp_path: Path) -> None:
+    db = tmp_path / "off.db"
+    assert run(db, "site", "create", "shop").exit_code == 0
+    path = write(tmp_path, online("W1", ("milk", 1, "1.10")), cancel("W1"))
+    result = import_file(db, path)
+    assert result.exit_code == 1
+    assert "line 2: CancellationsNotEnabled" in result.stderr
+    assert "created 1" in result.stdout
+    assert_consistent(db)
+
+
+def test_every_backend_applies_records_in_file_order_across_transactions(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL runs several writers at once; the import still applies a file in order, so a
+    cancellation one transaction after its order finds it, and a re-run changes nothing."""
+    runner = CliRunner(env={"RECOTRACK_DATABASE_URL": None, "RECOTRACK_ADMIN_TOKEN": None})
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(main, [*args, "--database", database_url], catch_exceptions=False)
+
+    assert cli("site", "create", "shop", "--enable-cancellations").exit_code == 0
+    records: list[dict[str, Any]] = [cancel("W0")]
+    for n in range(1, 601):
+        records.append(online(f"W{n}", ("milk", 1, "1.10"), (f"p{n % 4}", 2, "3.00")))
+        if n % 3 == 0:  # often the first record of the next transaction
+            records.append(cancel(f"W{n}", [{"refCode": "milk"}]))
+    records.append(online("W0", ("tea", 1, "4.00")))
+    path = write(tmp_path, *records)
+    first = cli("import", str(path), "--quiet", "--batch", "3")
+    assert first.exit_code == 0, first.output
+    assert "(cancelled 200, created 601, held 1)" in first.stdout
+    second = cli("import", str(path), "--quiet", "--batch", "3")
+    assert second.exit_code == 0, second.output
+    assert "(same 601, unchanged 201)" in second.stdout
+    checked = cli("check")
+    assert checked.exit_code == 0 and "consistent" in checked.output
