@@ -758,7 +758,9 @@ def test_delete_is_403_when_cancellations_are_off(api: Api) -> None:
         response = api.delete_offline(site, order_no)
         assert response.status_code == 403
         assert response.json() == fail(
-            "CancellationsNotEnabled", "order cancellations are not enabled for site 'mysite'"
+            "CancellationsNotEnabled",
+            "order cancellations are not enabled for site 'mysite'; an operator enables them"
+            " with the site setting cancellations",
         )
     assert offline_order(api, "R1")["state"] == "placed"
     assert history(api, "u1") == [("A", 1)]

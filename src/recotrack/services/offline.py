@@ -19,6 +19,7 @@ from .orders import (
     cancel_order,
     place_order,
     require,
+    require_cancellations,
 )
 
 
@@ -62,11 +63,7 @@ def cancel_offline(
     repo: Repository, request: OfflineCancel, now: datetime, max_held: int = MAX_HELD_PER_SITE
 ) -> Cancelled:
     site = authenticate(repo, request.auth)
-    if not site.settings.cancellations:
-        raise ApiError(
-            "CancellationsNotEnabled",
-            f"order cancellations are not enabled for site {site.name!r}",
-        )
+    require_cancellations(site)
     require(request.problem)
     channel = request.auth.channel
     if repo.find_order(site.name, OFFLINE, channel, request.order_no, lock=False) is None:

@@ -194,6 +194,16 @@ def _describe(items: list[CancelItem]) -> str:
     )
 
 
+def require_cancellations(site: Site) -> None:
+    """403 unless the site has "order updates and cancellations" switched on."""
+    if not site.settings.cancellations:
+        raise ApiError(
+            "CancellationsNotEnabled",
+            f"order cancellations are not enabled for site {site.name!r}; an operator enables"
+            " them with the site setting cancellations",
+        )
+
+
 def require(problem: ApiError | None) -> None:
     """Raise a parsing problem at the point its check belongs."""
     if problem is not None:

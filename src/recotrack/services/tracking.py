@@ -27,6 +27,7 @@ from .orders import (
     cancel_order,
     place_order,
     require,
+    require_cancellations,
 )
 from .sites import load_site
 
@@ -96,12 +97,7 @@ def cancel_online(
 ) -> Cancelled:
     """Checks in API.md 5.2's order: site, switch, parameters, cancelAuth; then cancel."""
     site = load_site(repo, cancel.site)
-    if not site.settings.cancellations:
-        raise ApiError(
-            "CancellationsNotEnabled",
-            f"order cancellations are not enabled for site {site.name!r}; an operator enables"
-            " them with the site setting cancellations",
-        )
+    require_cancellations(site)
     require(cancel.problem)
     session_id = canonical_session(cancel.session)
     mode = site.settings.cancel_auth
