@@ -325,12 +325,13 @@ def import_(file: Path, batch: int | None, quiet: bool, database: str | None) ->
     """
     from .importer import run_import
 
+    max_held = _settings(database_url=database).max_held_per_site
     with _store(database) as store, file.open("rb") as source:
         bar = click.progressbar(
             length=file.stat().st_size, label="importing", file=sys.stderr, hidden=quiet
         )
         with bar:
-            summary = run_import(store, source, _now, batch, bar.update)
+            summary = run_import(store, source, _now, batch, bar.update, max_held)
     for line, code, message in summary.errors[:100]:
         click.echo(f"line {line}: {code}: {message}", err=True)
     if len(summary.errors) > 100:

@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from .domain.errors import ApiError
-from .domain.orders import OFFLINE, ONLINE, CancelItem, HeldCancel, Line, Order
+from .domain.orders import OFFLINE, ONLINE, CancelItem, HeldCancel, Order
 from .domain.sessions import well_formed
 from .domain.sites import Site, check_channel, is_site_name
 from .domain.stats import ZERO, Delta, Report
@@ -52,7 +52,14 @@ from .http.parse import (
     parse_order_date,
     text,
 )
-from .services.orders import CONFLICT, Context, cancel_order, place_order
+from .services.orders import (
+    CONFLICT,
+    MAX_HELD_PER_SITE,
+    Context,
+    cancel_order,
+    place_order,
+    require_cancellations,
+)
 from .store import Store
 from .store.repository import Repository
 
@@ -309,7 +316,11 @@ class Result:
 
 
 def apply_batch(
-    records: list[Record], now: datetime, repo: Repository, prefetch: bool = True
+    records: list[Record],
+    now: datetime,
+    repo: Repository,
+    prefetch: bool = True,
+    max_held: int = MAX_HELD_PER_SITE,
 ) -> list[Result]:
     """Apply ``records`` in order inside the store's transaction, each in a savepoint.
 
@@ -330,7 +341,7 @@ def apply_batch(
         execute("SAVEPOINT import_record")
         try:
             site = _site(bulk, sites, record.site)
-            result = _apply(bulk, site, record, now)
+            result = _apply(bulk, site, record, now, max_held)
         except ApiError as error:
             execute("ROLLBACK TO import_record")
             execute("RELEASE import_record")
@@ -356,7 +367,7 @@ def _site(repo: Repository, sites: dict[str, Site | ApiError], name: str) -> Sit
     return found
 
 
-def _apply(repo: Repository, site: Site, record: Record, now: datetime) -> Result:
+def _apply(repo: Repository, site: Site, record: Record, now: datetime, max_held: int) -> Result:
     if record.order is not None:
         crowd = record.kind != "offline" or site.settings.offline_orders_affect_crowd
         order = _fresh(record.order, crowd)
@@ -369,17 +380,14 @@ def _apply(repo: Repository, site: Site, record: Record, now: datetime) -> Resul
             )
         changed = len(order.lines) if placed.outcome != SAME else 0
         return Result(record.line, placed.outcome, changed)
-    if not site.settings.cancellations:
-        raise ApiError(
-            "CancellationsNotEnabled",
-            f"order cancellations are not enabled for site {site.name!r}"
-            f" (recotrack site update {site.name} --cancellations on)",
-        )
+    require_cancellations(site)
     _, source, channel, order_no = record.key
     if source == OFFLINE:
         _check_offline_channel(repo, site.name, channel, order_no)
     items = record.items
-    existing = repo.find_order(site.name, source, channel, order_no, lock=False)
+    # What is still to cancel is decided from the order as it is under its key's lock.
+    repo.lock_order_key(site.name, source, channel, order_no)
+    existing = repo.find_order(site.name, source, channel, order_no)
     if existing is not None and items is not None:
         items = _still_to_cancel(existing, items)
         if not items:
@@ -389,7 +397,7 @@ def _apply(repo: Repository, site: Site, record: Record, now: datetime) -> Resul
         if any(held.items == items for held in pending):
             return Result(record.line, UNCHANGED)
     before = None if existing is None else existing.state
-    done = cancel_order(repo, site, source, channel, order_no, items, record.context, now)
+    done = cancel_order(repo, site, source, channel, order_no, items, record.context, now, max_held)
     if done.held:
         return Result(record.line, HELD)
     return Result(record.line, CANCELLED if done.state != before or items else UNCHANGED)
@@ -398,23 +406,9 @@ def _apply(repo: Repository, site: Site, record: Record, now: datetime) -> Resul
 def _fresh(parsed: Order, crowd: bool) -> Order:
     """A new order from a parsed one: the services change the order they place, and the store
     may run a batch again (PostgreSQL, after a conflict)."""
-    return Order(
-        parsed.site,
-        parsed.source,
-        parsed.channel,
-        parsed.order_no,
-        parsed.currency,
-        parsed.subtotal,
-        parsed.shipping,
-        parsed.total,
-        [Line(x.ref_code, x.qty, x.price, x.variant, x.attributes) for x in parsed.lines],
-        parsed.ordered_at,
-        parsed.session,
-        parsed.cuid,
-        parsed.user_id,
-        parsed.customer_id,
-        crowd,
-    )
+    order = parsed.copy()
+    order.crowd = crowd
+    return order
 
 
 def _check_offline_channel(repo: Repository, site: str, channel: str, order_no: str) -> None:
@@ -490,6 +484,7 @@ def run_import(
     now: Callable[[], datetime],
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    max_held: int = MAX_HELD_PER_SITE,
 ) -> Summary:
     """Load every record of ``source``; per-record errors are in the summary."""
     batch = batch or default_batch(store)
@@ -527,7 +522,7 @@ def run_import(
     def send() -> None:
         nonlocal records, size
         chunk, records = records, []
-        future = store.submit(lambda repo: apply_batch(chunk, moment, repo, one_writer))
+        future = store.submit(lambda repo: apply_batch(chunk, moment, repo, one_writer, max_held))
         batch_records[id(future)] = chunk
         in_flight.append((future, size))
         size = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -460,7 +461,7 @@ def _add(postgres: bool, left: str, right: str) -> str:
 
 def _copy_site(site: Site) -> Site:
     """Services may change the site they load (settings, tokens): never the cached one."""
-    return Site(site.name, site.settings, site.created_at, dict(site.token_hashes))
+    return replace(site, token_hashes=dict(site.token_hashes))
 
 
 def _settings_json(settings: SiteSettings) -> str:
