@@ -9,15 +9,30 @@ write still succeeds or fails alone.
 from __future__ import annotations
 
 import asyncio
+import queue
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from ..domain.errors import ApiError
 from .repository import Repository
 
 T = TypeVar("T")
 Work = Callable[[Repository], T]
+
+
+def enqueue(jobs: queue.Queue[Any], work: Work[T]) -> Future[T]:
+    """Queue ``work`` with the future its writer resolves; 503 ``Overloaded`` when full, at
+    once, rather than letting memory and waiting times grow."""
+    future: Future[T] = Future()
+    try:
+        jobs.put_nowait((work, future))
+    except queue.Full:
+        raise ApiError(
+            "Overloaded", "the server is taking more writes than it can commit; retry shortly"
+        ) from None
+    return future
 
 
 class Store(ABC):

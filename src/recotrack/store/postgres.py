@@ -21,10 +21,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..domain.errors import ApiError
 from .db import Db, Dialect, StoreError
 from .migrate import migrate
-from .port import Store, T, Work
+from .port import Store, T, Work, enqueue
 from .postgres_writer import STOP, Writer
 from .repository import Repository
 from .schema import POSTGRES
@@ -89,14 +88,7 @@ class PostgresStore(Store):
     # -- port ------------------------------------------------------------------------------
 
     def submit(self, work: Work[T]) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            self.jobs.put_nowait((work, future))
-        except queue.Full:
-            raise ApiError(
-                "Overloaded", "the server is taking more writes than it can commit; retry shortly"
-            ) from None
-        return future
+        return enqueue(self.jobs, work)
 
     def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
         # Every read is one REPEATABLE READ transaction (``_configure_reader``): all its

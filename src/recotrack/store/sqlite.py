@@ -20,11 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..domain.errors import ApiError
 from ..domain.stats import ZERO, Delta, Report
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
-from .port import Store, T, Work
+from .port import Store, T, Work, enqueue
 from .repository import Repository
 from .schema import SQLITE
 
@@ -149,14 +148,7 @@ class SqliteStore(Store):
     # -- port ------------------------------------------------------------------------------
 
     def submit(self, work: Work[T]) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            self._queue.put_nowait((work, future))
-        except queue.Full:
-            raise ApiError(
-                "Overloaded", "the server is taking more writes than it can commit; retry shortly"
-            ) from None
-        return future
+        return enqueue(self._queue, work)
 
     def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
         repo = getattr(self._local, "repo", None)
