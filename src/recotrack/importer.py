@@ -43,7 +43,7 @@ from .domain.errors import ApiError
 from .domain.orders import OFFLINE, ONLINE, CancelItem, HeldCancel, Order
 from .domain.sessions import well_formed
 from .domain.sites import Site, check_channel, is_site_name
-from .domain.stats import ZERO, Delta, Report
+from .domain.stats import Delta
 from .http.parse import (
     parse_cancel_items,
     parse_lines,
@@ -282,7 +282,7 @@ class BulkRepository(Repository):
     def keep(self) -> None:
         """The record succeeded: its statistics join the batch's."""
         for site, change in self.record_changes:
-            _add(self.totals.setdefault(site, Delta()), change)
+            self.totals.setdefault(site, Delta()).merge(change)
         self.record_changes.clear()
 
     def discard(self) -> None:
@@ -294,16 +294,6 @@ class BulkRepository(Repository):
             if total.products or total.pairs or total.days:
                 self.outer.apply(site, total)
         self.totals.clear()
-
-
-def _add(total: Delta, change: Delta) -> None:
-    for key, (units, revenue) in change.products.items():
-        old_units, old_revenue = total.products.get(key, (0, ZERO))
-        total.products[key] = (old_units + units, old_revenue + revenue)
-    for pair, orders in change.pairs.items():
-        total.pairs[pair] = total.pairs.get(pair, 0) + orders
-    for day, report in change.days.items():
-        total.days[day] = total.days.get(day, Report()) + report
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,16 @@ class Delta:
             self.pairs[(a, b)] = self.pairs.get((a, b), 0) + sign
             self.pairs[(b, a)] = self.pairs.get((b, a), 0) + sign
 
+    def merge(self, change: Delta) -> None:
+        """Add ``change`` to this delta (a group commit sums its writes' changes)."""
+        for key, (units, revenue) in change.products.items():
+            old_units, old_revenue = self.products.get(key, (0, ZERO))
+            self.products[key] = (old_units + units, old_revenue + revenue)
+        for pair, orders in change.pairs.items():
+            self.pairs[pair] = self.pairs.get(pair, 0) + orders
+        for day, report in change.days.items():
+            self.days[day] = self.days.get(day, Report()) + report
+
     def pruned(self) -> Delta:
         """The same delta without entries that add nothing."""
         return Delta(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg
 
-from ..domain.stats import ZERO, Delta, Report
+from ..domain.stats import Delta
 from .db import Db, StoreError
 from .port import Work
 from .repository import Repository
@@ -90,16 +90,6 @@ class _BatchRepository(Repository):
     def flush(self, totals: dict[str, Delta]) -> None:
         for site in sorted(totals):
             super().apply(site, totals[site].pruned())
-
-
-def _add(total: Delta, change: Delta) -> None:
-    for key, (units, revenue) in change.products.items():
-        old_units, old_revenue = total.products.get(key, (0, ZERO))
-        total.products[key] = (old_units + units, old_revenue + revenue)
-    for pair, orders in change.pairs.items():
-        total.pairs[pair] = total.pairs.get(pair, 0) + orders
-    for day, report in change.days.items():
-        total.days[day] = total.days.get(day, Report()) + report
 
 
 class Writer:
@@ -230,7 +220,7 @@ class Writer:
                 if not alone:
                     control.append("RELEASE SAVEPOINT w")
                 for site, change in repo.changes:
-                    _add(totals.setdefault(site, Delta()), change)
+                    totals.setdefault(site, Delta()).merge(change)
                 outcomes.append((future, True, result))
         if bounded_wait:
             control.append("SET LOCAL lock_timeout = 0")

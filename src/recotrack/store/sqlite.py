@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..domain.stats import ZERO, Delta, Report
+from ..domain.stats import Delta
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
 from .port import Store, T, Work, enqueue
@@ -102,22 +102,12 @@ class _BatchRepository(Repository):
     def flush(self) -> None:
         totals: dict[str, Delta] = {}
         for site, change in self.changes:
-            _merge(totals.setdefault(site, Delta()), change)
+            totals.setdefault(site, Delta()).merge(change)
         self.changes.clear()
         for site in sorted(totals):
             total = totals[site].pruned()
             if total.products or total.pairs or total.days:
                 super().apply(site, total)
-
-
-def _merge(total: Delta, change: Delta) -> None:
-    for key, (units, revenue) in change.products.items():
-        old_units, old_revenue = total.products.get(key, (0, ZERO))
-        total.products[key] = (old_units + units, old_revenue + revenue)
-    for pair, orders in change.pairs.items():
-        total.pairs[pair] = total.pairs.get(pair, 0) + orders
-    for day, report in change.days.items():
-        total.days[day] = total.days.get(day, Report()) + report
 
 
 class SqliteStore(Store):
