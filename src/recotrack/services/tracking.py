@@ -140,8 +140,7 @@ def recommend(
     """The page's one widget (API.md 5.1): bought together for product and basket pages, top
     sellers elsewhere and as the fallback; never what this cuid, user or session has live-bought
     (a session's cuid may change, e.g. at login; its purchases stay left out, API.md 5.2)."""
-    bought = reads.live_bought(site, cuid=session.cuid, user_id=session.user_id)
-    bought |= {ref for ref, _ in reads.session_purchases(site, session.id)}
+    bought = reads.live_bought(site, session.cuid, session.user_id, session.id)
     refs: list[str] = []
     kind = "top-sellers"
     if page_type in ("product", "basket", "checkout", "order") and products:

@@ -7,15 +7,17 @@ live quantities of the order lines through indexes, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from ..domain.orders import Line, Order
-from ..domain.stats import Delta, Report
+from ..domain.stats import ZERO, Delta, Report
 from .db import Db, dec, from_iso
+from .rankings import STAMP_KEY, Rankings, Scores, rank_sellers
 
 MAX_REPORT_DAYS = 366
 
@@ -36,93 +38,118 @@ class OrderRow:
 class ReadModel:
     """Queries over one connection; the write side (``Repository``) extends it.
 
-    ``data_version``, when given, returns a value that changes whenever anything is committed
-    to the database (SQLite's ``PRAGMA data_version`` on a connection that does not write
-    itself). Rankings are then kept between calls until the next commit: exact, and cheap
-    while reads outnumber commits.
+    ``rankings``, when given (the SQLite store's readers), keeps top sellers and
+    bought-together counts in memory between commits; they are used only for the exact state
+    the database is in (``recotrack.store.rankings``).
     """
 
-    MEMO_ENTRIES = 1024
-
-    def __init__(self, db: Db, data_version: Callable[[], object] | None = None) -> None:
+    def __init__(self, db: Db, rankings: Rankings | None = None) -> None:
         self.db = db
-        self._data_version = data_version
-        self._memo: dict[tuple[Any, ...], Any] = {}
-        self._memo_version: object = None
-
-    def _memoised(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        if self._data_version is None:
-            return compute()
-        version = self._data_version()  # read before the query: a later commit changes it
-        if version != self._memo_version or len(self._memo) >= self.MEMO_ENTRIES:
-            self._memo.clear()
-            self._memo_version = version
-        found = self._memo.get(key)
-        if found is None:
-            found = self._memo[key] = compute()
-        return found
+        self._rankings = rankings
 
     def top_sellers(
         self, site: str, by: str, first_day: str, last_day: str, limit: int, exclude: set[str]
     ) -> list[tuple[str, Decimal | int]]:
         """Products ranked by live units or revenue over the days given; ties by refCode."""
-        ranked = self._memoised(
-            ("top", site, by, first_day, last_day),
-            lambda: self._ranked_sellers(site, by, first_day, last_day),
-        )
+        key = (site, by, first_day, last_day)
+        rankings = self._rankings
+        ranked = None if rankings is None else rankings.sellers(self._stamp(), key)
+        if ranked is None:
+            with self._consistent():
+                stamp = self._stamp()
+                scores = self._seller_scores(site, by, first_day, last_day)
+            ranked = rank_sellers(scores, by)
+            if rankings is not None:
+                rankings.keep_sellers(stamp, key, scores)
         return [item for item in ranked if item[0] not in exclude][:limit]
 
-    def _ranked_sellers(
-        self, site: str, by: str, first_day: str, last_day: str
-    ) -> list[tuple[str, Decimal | int]]:
-        scored: list[tuple[str, Decimal | int]]
+    def _seller_scores(self, site: str, by: str, first_day: str, last_day: str) -> Scores:
         if by == "units":  # no money sum: on SQLite it is a Python aggregate per row
             rows = self.db.all(
                 "SELECT ref_code, SUM(units) FROM stat_products"
                 " WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
                 (site, first_day, last_day),
             )
-            scored = [(ref, int(units)) for ref, units in rows if int(units) > 0]
-        else:
-            rows = self.db.all(
-                f"SELECT ref_code, SUM(units), {self.db.dialect.money_sum('revenue')}"
-                " FROM stat_products WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
-                (site, first_day, last_day),
-            )
-            scored = [(ref, dec(revenue)) for ref, units, revenue in rows if int(units) > 0]
-        scored.sort(key=lambda item: (-item[1], item[0]))
-        return scored
+            return {ref: [int(units), ZERO] for ref, units in rows}
+        rows = self.db.all(
+            f"SELECT ref_code, SUM(units), {self.db.dialect.money_sum('revenue')}"
+            " FROM stat_products WHERE site = ? AND day >= ? AND day <= ? GROUP BY ref_code",
+            (site, first_day, last_day),
+        )
+        return {ref: [int(units), dec(revenue)] for ref, units, revenue in rows}
 
     def bought_together(
         self, site: str, ref_codes: list[str], limit: int, exclude: set[str]
     ) -> list[tuple[str, int]]:
         """Products most often in the same live order as any of ``ref_codes``."""
-        if not ref_codes:
+        refs = list(dict.fromkeys(ref_codes))
+        if not refs:
             return []
-        skip = exclude | set(ref_codes)
-        if self._data_version is not None:
-            ranked = self._memoised(
-                ("together", site, *ref_codes), lambda: self._together(site, ref_codes, None)
-            )
-        else:
-            ranked = self._together(site, ref_codes, limit + len(skip))
-        return [item for item in ranked if item[0] not in skip][:limit]
-
-    def _together(
-        self, site: str, ref_codes: list[str], limit: int | None
-    ) -> list[tuple[str, int]]:
-        marks = ", ".join("?" for _ in ref_codes)
-        rows = self.db.all(
-            f"SELECT other, SUM(orders) AS n FROM stat_pairs WHERE site = ? AND ref_code IN ({marks})"
-            " GROUP BY other HAVING SUM(orders) > 0 ORDER BY n DESC, other"
-            + ("" if limit is None else " LIMIT ?"),
-            (site, *ref_codes) + (() if limit is None else (limit,)),
+        rankings = self._rankings
+        counts = None if rankings is None else rankings.together(self._stamp(), site, refs)
+        if counts is None:
+            with self._consistent():
+                stamp = self._stamp()
+                loaded = self._pair_counts(site, refs)
+            counts = {}
+            for others in loaded.values():
+                for other, n in others.items():
+                    counts[other] = counts.get(other, 0) + n
+            if rankings is not None:
+                rankings.keep_pairs(stamp, site, loaded)
+        skip = exclude | set(refs)
+        ranked = sorted(
+            ((other, n) for other, n in counts.items() if n > 0 and other not in skip),
+            key=lambda item: (-item[1], item[0]),
         )
-        return [(ref, int(n)) for ref, n in rows]
+        return ranked[:limit]
 
-    def live_bought(self, site: str, cuid: str = "", user_id: str = "") -> set[str]:
-        """refCodes this cuid or user id has bought and not cancelled."""
-        return {ref for ref, _, _ in self.history(site, cuid=cuid, user_id=user_id)}
+    def _pair_counts(self, site: str, refs: list[str]) -> dict[str, dict[str, int]]:
+        loaded: dict[str, dict[str, int]] = {ref: {} for ref in refs}
+        marks = ", ".join("?" for _ in refs)
+        for ref, other, n in self.db.all(
+            "SELECT ref_code, other, orders FROM stat_pairs"
+            f" WHERE site = ? AND ref_code IN ({marks})",
+            (site, *refs),
+        ):
+            loaded[ref][other] = int(n)
+        return loaded
+
+    def _stamp(self) -> str:
+        row = self.db.one("SELECT value FROM meta WHERE key = ?", (STAMP_KEY,))
+        return "" if row is None else str(row[0])
+
+    @contextlib.contextmanager
+    def _consistent(self) -> Iterator[None]:
+        """Every query inside sees the same commit (a read transaction, unless in one)."""
+        if getattr(self.db.conn, "in_transaction", True):
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def live_bought(
+        self, site: str, cuid: str = "", user_id: str = "", session: str = ""
+    ) -> set[str]:
+        """refCodes this cuid, user id or session has bought and not cancelled: one query."""
+        who: list[str] = []
+        params: list[str] = []
+        for column, value in (("cuid", cuid), ("user_id", user_id), ("session", session)):
+            if value:  # each term whole, so that SQLite answers the OR from the indexes
+                who.append(f"(o.site = ? AND o.{column} = ?)")
+                params += [site, value]
+        if not who:
+            return set()
+        rows = self.db.all(
+            "SELECT DISTINCT l.ref_code FROM orders o CROSS JOIN order_lines l"
+            " WHERE l.site = o.site AND l.order_id = o.id"
+            f" AND ({' OR '.join(who)}) AND l.qty > l.cancelled",
+            params,
+        )
+        return {row[0] for row in rows}
 
     # history and session_purchases read the buyer's orders first (through the cuid, user or
     # session index), then their lines: SQLite never reorders a CROSS JOIN, and without table

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from ..domain.sessions import Session
 from ..domain.sites import Site, SiteSettings
 from ..domain.stats import Delta
 from .db import Db, dec, from_iso, iso
+from .rankings import Rankings
 from .readmodel import ReadModel
 
 SITES_VERSION = "sites_version"
@@ -41,10 +41,10 @@ class Repository(ReadModel):
     def __init__(
         self,
         db: Db,
-        data_version: Callable[[], object] | None = None,
+        rankings: Rankings | None = None,
         site_cache: dict[str, tuple[str, Site]] | None = None,
     ) -> None:
-        super().__init__(db, data_version)
+        super().__init__(db, rankings)
         self.site_cache = site_cache
 
     # -- sites ---------------------------------------------------------------------------

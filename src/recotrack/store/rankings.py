@@ -1,0 +1,149 @@
+"""Top sellers and bought-together counts kept in memory, moved by every commit's statistics.
+
+Without them a reader would sum the ranking tables again after every commit, and under a
+steady stream of orders every commit changes them. Instead the SQLite store keeps what its
+readers loaded, and its writer adds each committed batch's summed statistics (the same
+``Delta`` it writes to the tables), so the figures stay those of the tables.
+
+Exactness rests on one stamp. Every transaction that changes statistics writes a new unique
+value to ``meta.stats_stamp`` (``STAMP_KEY``), whichever process or store commits it. The
+rankings hold the stamp of the database state they reflect; a read first reads the stamp in
+the database, and uses the rankings only when the two are equal. An entry is loaded in a read
+transaction together with the stamp it was read under, and kept only under that stamp. The
+writer moves the rankings to its new stamp only if they were at the stamp its transaction
+replaced; otherwise (another process committed in between) it drops them.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+from ..domain.stats import Delta
+
+STAMP_KEY = "stats_stamp"
+MAX_ENTRIES = 4096  # loaded pair lists and seller windows; all are dropped beyond it
+
+Scores = dict[str, list[int | Decimal]]  # refCode -> [units, revenue] (revenue if ranked by it)
+
+
+class Rankings:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: str | None = None
+        self._committing = False  # this store's writer is committing a new stamp
+        self._pairs: dict[tuple[str, str], dict[str, int]] = {}  # (site, ref) -> other -> n
+        self._sellers: dict[tuple[str, str, str, str], Scores] = {}  # (site, by, first, last)
+        self._ranked: dict[tuple[str, str, str, str], list[tuple[str, int | Decimal]]] = {}
+
+    # -- readers -------------------------------------------------------------------------
+
+    def sellers(self, stamp: str, key: tuple[str, str, str, str]) -> list[tuple[str, Any]] | None:
+        """The ranking of ``key`` as of ``stamp``, or None if not held for that state."""
+        with self._lock:
+            if stamp != self._stamp:
+                return None
+            ranked = self._ranked.get(key)
+            if ranked is None:
+                scores = self._sellers.get(key)
+                if scores is None:
+                    return None
+                ranked = self._ranked[key] = rank_sellers(scores, key[1])
+            return ranked
+
+    def keep_sellers(self, stamp: str, key: tuple[str, str, str, str], scores: Scores) -> None:
+        with self._lock:
+            if self._may_keep(stamp):
+                self._sellers[key] = scores
+
+    def together(self, stamp: str, site: str, refs: list[str]) -> dict[str, int] | None:
+        """How many live orders hold each other product with any of ``refs`` (distinct), as of
+        ``stamp``; None if any of them is not held for that state."""
+        with self._lock:
+            if stamp != self._stamp:
+                return None
+            merged: dict[str, int] = {}
+            for ref in refs:
+                counts = self._pairs.get((site, ref))
+                if counts is None:
+                    return None
+                for other, n in counts.items():
+                    merged[other] = merged.get(other, 0) + n
+            return merged
+
+    def keep_pairs(self, stamp: str, site: str, loaded: dict[str, dict[str, int]]) -> None:
+        with self._lock:
+            if self._may_keep(stamp):
+                for ref, counts in loaded.items():
+                    self._pairs[(site, ref)] = counts
+
+    def _may_keep(self, stamp: str) -> bool:
+        """Whether entries read under ``stamp`` may be kept (the lock is held). A reader that
+        saw a state these rankings do not hold starts them afresh at it, unless this store's
+        writer is committing (it is about to move them to its own state)."""
+        if stamp != self._stamp:
+            if self._committing:
+                return False
+            self._clear(stamp)
+        elif len(self._pairs) + len(self._sellers) >= MAX_ENTRIES:
+            self._clear(stamp)
+        return True
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def committing(self) -> None:
+        """The writer is about to commit a transaction that changes statistics."""
+        with self._lock:
+            self._committing = True
+
+    def failed(self) -> None:
+        """That commit failed: the database keeps the stamp it had."""
+        with self._lock:
+            self._committing = False
+
+    def committed(self, replaced: str | None, stamp: str, totals: dict[str, Delta]) -> None:
+        """A transaction replaced stamp ``replaced`` by ``stamp``, adding ``totals`` per site."""
+        with self._lock:
+            self._committing = False
+            if self._stamp != replaced or self._stamp is None:
+                self._clear(stamp)
+                return
+            self._stamp = stamp
+            for site, change in totals.items():
+                for (ref, other), n in change.pairs.items():
+                    counts = self._pairs.get((site, ref))
+                    if counts is not None:
+                        counts[other] = counts.get(other, 0) + n
+                if change.products:
+                    self._move_sellers(site, change)
+
+    def _move_sellers(self, site: str, change: Delta) -> None:
+        for key, scores in self._sellers.items():
+            if key[0] != site:
+                continue
+            _, by, first, last = key
+            moved = False
+            for (day, ref), (units, revenue) in change.products.items():
+                if first <= day <= last:
+                    score = scores.setdefault(ref, [0, Decimal(0)])
+                    score[0] += units
+                    if by == "revenue":
+                        score[1] += revenue
+                    moved = True
+            if moved:
+                self._ranked.pop(key, None)
+
+    def _clear(self, stamp: str | None) -> None:
+        self._stamp = stamp
+        self._pairs.clear()
+        self._sellers.clear()
+        self._ranked.clear()
+
+
+def rank_sellers(scores: Scores, by: str) -> list[tuple[str, int | Decimal]]:
+    """Products with live units, best first, ties by refCode."""
+    index = 1 if by == "revenue" else 0
+    ranked = [(ref, score[index]) for ref, score in scores.items() if score[0] > 0]
+    ranked.sort(key=lambda item: (-item[1], item[0]))
+    return ranked
