@@ -138,7 +138,7 @@ def test_an_empty_database_is_migrated_to_the_latest_version(database_url: str) 
     assert store.schema_version == LATEST
     with raw_db(database_url) as db:
         assert versions(db) == [(m.version, m.name) for m in migrations(db.dialect.name)]
-        assert {"orders_by_state", "held_by_expiry"} <= indexes(db)
+        assert {"orders_by_state", "held_by_expiry", "orders_by_number"} <= indexes(db)
         assert snapshot(db)["orders"] == []
     again = open_store(Settings(database_url=database_url))
     again.close()
@@ -169,7 +169,7 @@ def test_a_populated_version_1_database_keeps_its_data_when_upgraded(
         assert store.schema_version == LATEST
         with raw_db(database_url) as db:
             assert [v for v, _ in versions(db)] == list(range(1, LATEST + 1))
-            assert {"orders_by_state", "held_by_expiry"} <= indexes(db)
+            assert {"orders_by_state", "held_by_expiry", "orders_by_number"} <= indexes(db)
             assert snapshot(db) == before
         assert store.read_sync(lambda reads: check_site(reads, "shop")) == []
         with TestClient(create_app(Settings(admin_token=ADMIN), store=store)) as client:
@@ -273,3 +273,18 @@ def test_a_sqlite_database_of_the_earlier_release_has_the_version_table_it_made(
         assert store.read_sync(lambda repo: repo.get_meta("admin_token_hash")) == "kept"
     finally:
         store.close()
+
+
+def test_the_channel_mismatch_lookup_reads_one_index_range(tmp_path: Any) -> None:
+    """Which channels hold an offline order number (a DELETE on the wrong channel) is a lookup
+    by (site, order_no), not a scan of the site's offline orders."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    open_store(Settings(database_url=url)).close()
+    with raw_db(url) as db:
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        assert Repository(db).offline_channels_of("shop", "R-1") == []
+        db.conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        query = next(s for s in statements if "FROM orders" in s)
+        plan = " ".join(str(row[-1]) for row in db.all(f"EXPLAIN QUERY PLAN {query}"))
+    assert "USING INDEX orders_by_number" in plan, plan
