@@ -29,10 +29,14 @@ def enqueue(jobs: queue.Queue[Any], work: Work[T]) -> Future[T]:
     try:
         jobs.put_nowait((work, future))
     except queue.Full:
-        raise ApiError(
-            "Overloaded", "the server is taking more writes than it can commit; retry shortly"
-        ) from None
+        raise overloaded() from None
     return future
+
+
+def overloaded() -> ApiError:
+    return ApiError(
+        "Overloaded", "the server is taking more writes than it can commit; retry shortly"
+    )
 
 
 class Store(ABC):

@@ -1,21 +1,29 @@
-"""The SQLite adapter: one writer thread with group commit, a connection per reader thread.
+"""The SQLite adapter: one writer connection with group commit, a connection per reader.
 
-All writes go through one connection owned by one thread, inside ``BEGIN IMMEDIATE``. The
-writer takes every write that is waiting, runs each in its own savepoint (so one failing
-write rolls back alone), commits them together with ``synchronous=FULL`` in WAL mode, and
-only then resolves their futures: many requests share one fsync, and a reply is only sent for
-a change that is on disk.
+All writes go through one connection, inside ``BEGIN IMMEDIATE``. The writer takes every
+write that is waiting, runs each in its own savepoint (so one failing write rolls back
+alone), commits them together with ``synchronous=FULL`` in WAL mode, and only then resolves
+their futures: many requests share one fsync, and a reply is only sent for a change that is
+on disk.
+
+In a server the writes of a batch run on the event loop's own thread and only ``COMMIT`` (the
+fsync) is handed to a thread, during which the loop takes the next requests. A writer thread
+of its own would hand the GIL back and forth with the loop at every statement (the sqlite3
+module releases it around each call), and wait up to the switch interval each time. Callers
+without an event loop (the command line, the importer) use ``submit``: a writer thread runs
+their batches the same way. A lock keeps the two from sharing a transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,7 @@ from typing import Any
 from ..domain.stats import Delta
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
-from .port import Store, T, Work, enqueue
+from .port import Store, T, Work, enqueue, overloaded
 from .rankings import STAMP_KEY, Rankings
 from .repository import Repository
 from .schema import SQLITE
@@ -142,6 +150,13 @@ class SqliteStore(Store):
             self._writer_conn.close()
             raise
         self._counters = {"batches": 0.0, "writes": 0.0, "last_batch": 0.0}
+        self._repo = _BatchRepository(Db(self._writer_conn, self._dialect), self._sites)
+        self._transaction = threading.Lock()  # one batch at a time on the writer connection
+        self._max_queue = max_queue
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
+        self._drainer: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="recotrack-commit")
         self._thread = threading.Thread(target=self._run, name="recotrack-writer", daemon=True)
         self._thread.start()
 
@@ -149,6 +164,21 @@ class SqliteStore(Store):
 
     def submit(self, work: Work[T]) -> Future[T]:
         return enqueue(self._queue, work)
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work`` in the next batch of this event loop; returns once it is on disk."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        if loop is not self._loop:  # a second loop on one store: its writes take the thread
+            return await asyncio.wrap_future(self.submit(work))
+        if len(self._pending) + self._queue.qsize() >= self._max_queue:
+            raise overloaded()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((work, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        return await future
 
     async def read(self, work: Work[T]) -> T:
         """On the calling (event loop) thread: a SQLite read of indexed rows costs less than
@@ -177,17 +207,51 @@ class SqliteStore(Store):
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
-        self._writer_conn.close()
+        with self._transaction:  # a commit in flight ends first
+            self._writer_conn.close()
+        self._committer.shutdown(wait=True)
         super().close()
 
     @property
     def stats(self) -> dict[str, float]:
-        return {**self._counters, "queued": float(self._queue.qsize())}
+        queued = self._queue.qsize() + len(self._pending)
+        return {**self._counters, "queued": float(queued)}
 
     # -- the writer ------------------------------------------------------------------------
 
+    async def _drain(self) -> None:
+        """The loop's batches, one after another, while writes are waiting."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                taken = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                batch = [(work, future) for work, future in taken if not future.done()]
+                if not batch:
+                    continue
+                futures = [future for _, future in batch]
+                try:  # waiting for the database's write lock happens off the loop too
+                    await loop.run_in_executor(self._committer, self._begin)
+                except sqlite3.Error as exc:
+                    self._failed(exc, futures)
+                    continue
+                try:
+                    outcomes, moved = self._run_batch(batch)
+                except Exception as exc:
+                    self._transaction.release()
+                    self._failed(exc, futures)
+                    continue
+                try:  # the fsync leaves the loop as well; the commit thread releases the lock
+                    await loop.run_in_executor(self._committer, self._commit)
+                except sqlite3.Error as exc:
+                    self._failed(exc, futures)
+                    continue
+                self._committed(outcomes, moved, len(batch))
+        finally:
+            self._drainer = None
+
     def _run(self) -> None:
-        repo = _BatchRepository(Db(self._writer_conn, self._dialect), site_cache=self._sites)
+        """The writer thread: batches of ``submit``."""
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -203,21 +267,38 @@ class SqliteStore(Store):
                     stop = True
                     break
                 batch.append(item)
-            self._commit(repo, batch)
+            self._thread_batch([(w, f) for w, f in batch if f.set_running_or_notify_cancel()])
             if stop:
                 return
 
-    def _commit(
-        self, repo: _BatchRepository, batch: list[tuple[Callable[..., Any], Future[Any]]]
-    ) -> None:
-        conn = self._writer_conn
-        outcomes: list[tuple[Future[Any], bool, Any]] = []
+    def _thread_batch(self, batch: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
+        futures = [future for _, future in batch]
+        try:
+            self._begin()
+        except sqlite3.Error as exc:
+            self._failed(exc, futures)
+            return
+        try:
+            outcomes, moved = self._run_batch(batch)
+            self._finish()
+        except Exception as exc:
+            self._failed(exc, futures)
+            return
+        finally:
+            self._transaction.release()
+        self._committed(outcomes, moved, len(batch))
+
+    def _run_batch(
+        self, batch: list[tuple[Callable[..., Any], Any]]
+    ) -> tuple[list[tuple[Any, bool, Any]], tuple[str, str, dict[str, Delta]] | None]:
+        """Every write of ``batch`` in its savepoint, then the summed statistics, in the
+        transaction ``_begin`` opened; it is left open for ``COMMIT``. A database error fails
+        the whole batch: it is rolled back and raised."""
+        conn, repo = self._writer_conn, self._repo
+        outcomes: list[tuple[Any, bool, Any]] = []
         repo.changes.clear()
         try:
-            conn.execute("BEGIN IMMEDIATE")
             for work, future in batch:
-                if not future.set_running_or_notify_cancel():
-                    continue
                 conn.execute("SAVEPOINT w")
                 kept = len(repo.changes)
                 try:
@@ -233,27 +314,66 @@ class SqliteStore(Store):
                     conn.execute("RELEASE w")
                     outcomes.append((future, True, result))
             moved = repo.flush()
-            if moved is not None:
-                self._rankings.committing()
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rankings.failed()
+        except Exception:
             repo.changes.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error = StoreError(f"sqlite commit failed: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
+            raise
+        if moved is not None:
+            self._rankings.committing()
+        return outcomes, moved
+
+    def _begin(self) -> None:
+        """Take the writer connection, then the database's write lock (``BEGIN IMMEDIATE``
+        waits up to the busy timeout while another process writes)."""
+        self._transaction.acquire()
+        try:
+            self._writer_conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._transaction.release()
+            raise
+
+    def _finish(self) -> None:
+        """``COMMIT`` the open batch: the fsync. A batch that cannot commit is rolled back."""
+        conn = self._writer_conn
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _commit(self) -> None:
+        """The commit thread's part of a loop batch: commit, then let the next one begin."""
+        try:
+            self._finish()
+        finally:
+            self._transaction.release()
+
+    def _failed(self, exc: Exception, futures: list[Any]) -> None:
+        """The whole batch failed: nothing of it was stored."""
+        self._rankings.failed()
+        error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite commit failed: {exc}")
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+    def _committed(
+        self,
+        outcomes: list[tuple[Any, bool, Any]],
+        moved: tuple[str, str, dict[str, Delta]] | None,
+        size: int,
+    ) -> None:
         if moved is not None:
             self._rankings.committed(*moved)
         self._counters["batches"] += 1
         self._counters["writes"] += sum(1 for _, ok, _ in outcomes if ok)
-        self._counters["last_batch"] = len(batch)
+        self._counters["last_batch"] = size
         if self.on_batch is not None:
-            self.on_batch(len(batch))
+            self.on_batch(size)
         for future, ok, value in outcomes:
+            if future.done():  # the request went away (its reply could not be sent)
+                continue
             if ok:
                 future.set_result(value)
             else:
