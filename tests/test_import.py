@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ from starlette.testclient import TestClient
 
 from recotrack.cli import main
 from recotrack.http.app import create_app
+from recotrack.import_records import decode, parse_chunk
+from recotrack.importer import BulkRepository, Summary, apply_batch
+from recotrack.services.orders import place_order
 from recotrack.settings import Settings
+from recotrack.store import open_store
+from recotrack.store.repository import Repository
 
 from .support import ADMIN, AUTH
 
@@ -325,3 +331,164 @@ def test_every_backend_applies_records_in_file_order_across_transactions(
     assert "(same 601, unchanged 201)" in second.stdout
     checked = cli("check")
     assert checked.exit_code == 0 and "consistent" in checked.output
+
+
+# -- one transaction, new orders written many to a statement (SQLite) ----------------------
+
+MOMENT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def mixed_batch(update: bool = True) -> list[dict[str, Any] | str]:
+    """Every way a record of one transaction can depend on one before or after it (an update
+    is applied again by a re-run: the file changes the order twice)."""
+    return [
+        online("W1", ("milk", 2, "1.10"), ("bread", 1, "2.00")),
+        cancel("W5", reason="fraud"),  # its order comes later in the batch: held
+        cancel("W6", [{"refCode": "jam", "qty": 1}]),  # held, partial
+        online("W2", ("milk", 1, "1.10"), ("jam", 2, "3.00")),
+        cancel("W1", [{"refCode": "milk", "qty": 1}]),  # an order placed in this batch
+        cancel("W2", [{"refCode": "caviar"}]),  # fails: LineNotFound
+        online("W3", ("tea", 1, "4.00")),
+        online("W2", ("milk", 1, "1.10"), ("jam", 2, "3.00")),  # a re-send: same
+        online("W3", ("tea", 2 if update else 1, "4.00")),  # an update, or a re-send
+        online("W5", ("eggs", 6, "0.30")),  # takes its held cancellation
+        online("W6", ("jam", 2, "3.00"), ("tea", 1, "4.00")),
+        offline("S1", ("eggs", 3, "0.50")),
+        {"type": "offline-cancel", "site": "shop", "channel": "tv", "orderNo": "S1"},  # fails
+        {"type": "offline-cancel", "site": "shop", "channel": "store", "orderNo": "S1"},
+        {**online("W7", ("milk", 1, "1.10")), "site": "nowhere"},  # fails: no such site
+        online("W8", ("bread", 2, "2.00"), ("milk", 1, "1.10")),
+        cancel("W8"),
+        online("W9", ("milk", 1, "1.10")),
+    ]
+
+
+def apply_in_one_transaction(db: Path, path: Path, buffered: bool) -> Summary:
+    """``path`` as one batch, through the store's writer, new orders buffered or not."""
+    chunk = parse_chunk(1, path.read_bytes().splitlines(keepends=True), MOMENT)
+    store = open_store(Settings(database_url=f"sqlite:///{db}"))
+    try:
+        work = store.submit(
+            lambda repo: apply_batch(decode(chunk.records), MOMENT, repo, buffered=buffered)
+        )
+        return work.result()
+    finally:
+        store.close()
+
+
+def test_one_transaction_of_mixed_records_stores_what_unbuffered_inserts_store(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, *mixed_batch())
+    stored = {}
+    for buffered in (True, False):
+        db = tmp_path / f"buffered-{buffered}.db"
+        assert run(db, "site", "create", "shop", "--enable-cancellations").exit_code == 0
+        summary = apply_in_one_transaction(db, path, buffered)
+        assert summary.outcomes == {
+            "created": 8,
+            "held": 2,
+            "cancelled": 3,
+            "same": 1,
+            "updated": 1,
+            "error": 3,
+        }
+        assert [(line, code) for line, code, _ in summary.errors] == [
+            (6, "LineNotFound"),
+            (13, "ChannelMismatch"),
+            (15, "SiteNotRecognized"),
+        ]
+        assert_consistent(db)
+        stored[buffered] = snapshot(db)
+    assert stored[True] == stored[False]
+    with sqlite3.connect(tmp_path / "buffered-True.db") as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM orders ORDER BY id")]
+        numbers = [row[0] for row in conn.execute("SELECT order_no FROM orders ORDER BY id")]
+    assert ids == list(range(1, 9))
+    assert numbers == ["W1", "W2", "W3", "W5", "W6", "S1", "W8", "W9"]
+
+
+def test_a_batch_of_mixed_records_loads_as_record_by_record_and_a_rerun_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, *mixed_batch(update=False))
+    stored = {}
+    for batch in ("5000", "1"):
+        db = tmp_path / f"batch-{batch}.db"
+        assert run(db, "site", "create", "shop", "--enable-cancellations").exit_code == 0
+        first = import_file(db, path, "--batch", batch)
+        assert first.exit_code == 1
+        assert "created 8" in first.stdout and "error 3" in first.stdout
+        stored[batch] = snapshot(db)
+        again = import_file(db, path, "--batch", batch)
+        assert "created" not in again.stdout and "cancelled" not in again.stdout
+        assert "held" not in again.stdout and "updated" not in again.stdout
+        assert snapshot(db) == stored[batch]
+        assert_consistent(db)
+    # created_at and the events' times are the moment of each import: compare the rest
+    assert without_times(stored["5000"]) == without_times(stored["1"])
+    with server(tmp_path / "batch-5000.db") as client:
+        w1 = order_of(client, "W1")
+        assert (w1["state"], live(w1)) == ("partially-cancelled", {"milk": 1, "bread": 1})
+        w5 = order_of(client, "W5")
+        assert (w5["state"], [e["event"] for e in w5["history"]]) == (
+            "cancelled",
+            ["held", "placed", "applied"],
+        )
+        assert live(order_of(client, "W6")) == {"jam": 1, "tea": 1}
+        assert live(order_of(client, "W3")) == {"tea": 1}
+        assert order_of(client, "W8")["state"] == "cancelled"
+        assert order_of(client, "S1", "offline")["state"] == "cancelled"
+        assert live(order_of(client, "W2")) == {"milk": 1, "jam": 2}
+
+
+def without_times(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The orders without created_at and updated_at, the events without their time."""
+    return {
+        **tables,
+        "orders": [row[:-2] for row in tables["orders"]],
+        "order_events": [row[:4] + row[5:] for row in tables["order_events"]],
+    }
+
+
+def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) -> None:
+    now = MOMENT
+    lines = [
+        json.dumps(online(n, ("milk", 1, "1.10"))).encode() + b"\n"
+        for n in ("W1", "W2", "W3", "W4")
+    ]
+    w1, w2, w3, w4 = (r.order for r in decode(parse_chunk(1, lines, now).records))
+    assert w1 is not None and w2 is not None and w3 is not None and w4 is not None
+    store = open_store(Settings(database_url=f"sqlite:///{db}"))
+
+    def work(repo: Repository) -> None:
+        bulk = BulkRepository(repo, buffered=True)
+        site = repo.get_site("shop")
+        assert site is not None
+        bulk.begin()
+        place_order(bulk, site, w1, now)  # waits
+        bulk.keep()
+        bulk.begin()
+        place_order(bulk, site, w2, now)  # waits
+        # A statement: W1 is written before the record's savepoint, W2 inside it.
+        assert bulk.find_order("shop", "online", "", "W0") is None
+        bulk.discard()
+        bulk.begin()
+        place_order(bulk, site, w4, now)  # waits, and is dropped
+        bulk.discard()
+        bulk.begin()
+        place_order(bulk, site, w3, now)
+        bulk.keep()
+        bulk.flush()
+
+    try:
+        store.submit(work).result()
+    finally:
+        store.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, order_no FROM orders ORDER BY id").fetchall()
+        lines_of = conn.execute("SELECT DISTINCT order_id FROM order_lines").fetchall()
+        events_of = conn.execute("SELECT DISTINCT order_id FROM order_events").fetchall()
+    assert rows == [(1, "W1"), (2, "W3")]  # W3 takes the id W2 and W4 gave back
+    assert sorted(lines_of) == sorted(events_of) == [(1,), (2,)]
+    assert_consistent(db)

@@ -6,6 +6,7 @@ through a binary float (JSON is parsed with ``parse_float=Decimal``).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from .errors import ApiError
@@ -14,10 +15,14 @@ MAX_MONEY = Decimal(10) ** 12
 MAX_DECIMALS = 6
 MAX_QTY = 1_000_000
 CENT = Decimal("0.01")
+# Up to 12 digits, then up to 6 decimals: below 10^12, no sign, no exponent, no spaces.
+_PLAIN_MONEY = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 
 
 def parse_money(value: object, field: str, code: str) -> Decimal:
     """A non-negative decimal below 10^12 with at most 6 decimal places, or ``ApiError``."""
+    if type(value) is str and _PLAIN_MONEY.fullmatch(value):
+        return Decimal(value)  # what the checks below come to, for the usual "12.34"
     accepted = "a number or numeric string >= 0 and below 10^12, at most 6 decimal places"
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")
@@ -36,6 +41,8 @@ def parse_money(value: object, field: str, code: str) -> Decimal:
 
 def parse_qty(value: object, field: str, code: str) -> int:
     """A whole number from 1 to 1,000,000 (a numeric string is accepted), or ``ApiError``."""
+    if type(value) is int and 1 <= value <= MAX_QTY:
+        return value  # what the checks below come to, for the usual 2
     accepted = f"a whole number from 1 to {MAX_QTY:,}"
     if isinstance(value, bool):
         raise ApiError(code, f"{field} must be {accepted}; got {_show(value)}")

@@ -96,11 +96,15 @@ class Order:
 
     @property
     def state(self) -> State:
-        if self.cancelled_whole or all(line.live == 0 for line in self.lines):
+        if self.cancelled_whole:
             return State.CANCELLED
-        if any(line.cancelled for line in self.lines):
-            return State.PARTIALLY_CANCELLED
-        return State.PLACED
+        live = cancelled = False  # one pass: this runs for every order stored
+        for line in self.lines:
+            live = live or line.qty != line.cancelled
+            cancelled = cancelled or line.cancelled != 0
+        if not live:
+            return State.CANCELLED
+        return State.PARTIALLY_CANCELLED if cancelled else State.PLACED
 
     def copy(self) -> Order:
         """A snapshot whose lines can change without touching this order's."""

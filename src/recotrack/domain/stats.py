@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import combinations
+from itertools import permutations
 
-from .orders import Order, State
+from .orders import Order
 
 ZERO = Decimal(0)
 
@@ -56,6 +56,9 @@ class Report:
         )
 
 
+_NO_REPORT = Report()
+
+
 @dataclass
 class Delta:
     """Additions (negative to remove) to the read model of one site."""
@@ -68,45 +71,57 @@ class Delta:
     days: dict[str, Report] = field(default_factory=dict)
 
     def add(self, order: Order, sign: int) -> None:
+        # Runs for every change of an order (and every order of an import): plain loops and
+        # locals. Every sum starts from ZERO and adds in line order, so amounts keep the
+        # decimal places they are stored with.
         live: dict[str, tuple[int, Decimal]] = {}
         cancelled_revenue = ZERO
         for line in order.lines:
-            cancelled_revenue += line.price * line.cancelled
-            if line.live:
-                units, revenue = live.get(line.ref_code, (0, ZERO))
-                live[line.ref_code] = (units + line.live, revenue + line.price * line.live)
+            price, cancelled = line.price, line.cancelled
+            cancelled_revenue += price * cancelled
+            units = line.qty - cancelled  # line.live
+            if units:
+                found = live.get(line.ref_code)
+                old_units, old_revenue = (0, ZERO) if found is None else found
+                live[line.ref_code] = (old_units + units, old_revenue + price * units)
         day = order.day
+        units_sum, revenue_sum = 0, ZERO
+        for units, revenue in live.values():
+            units_sum += units
+            revenue_sum += revenue
+        # orders, units, revenue, cancelled orders (order.state is State.CANCELLED: no line
+        # has a live unit left), cancelled revenue
         report = Report(
-            orders=1 if live else 0,
-            units=sum(units for units, _ in live.values()),
-            revenue=sum((revenue for _, revenue in live.values()), ZERO),
-            cancelled_orders=1 if order.state is State.CANCELLED else 0,
-            cancelled_revenue=cancelled_revenue,
+            1 if live else 0,
+            units_sum,
+            revenue_sum,
+            1 if order.cancelled_whole or not live else 0,
+            cancelled_revenue,
         )
-        self.days[day] = self.days.get(day, Report()) + (report if sign > 0 else -report)
+        days = self.days
+        days[day] = days.get(day, _NO_REPORT) + (report if sign > 0 else -report)
         if not order.crowd:
             return
+        products = self.products
         for ref_code, (units, revenue) in live.items():
-            old_units, old_revenue = self.products.get((day, ref_code), (0, ZERO))
-            self.products[(day, ref_code)] = (
-                old_units + sign * units,
-                old_revenue + sign * revenue,
-            )
+            old_units, old_revenue = products.get((day, ref_code), (0, ZERO))
+            products[(day, ref_code)] = (old_units + sign * units, old_revenue + sign * revenue)
         if len(live) > MAX_PAIR_PRODUCTS:
             return
-        for a, b in combinations(sorted(live), 2):
-            self.pairs[(a, b)] = self.pairs.get((a, b), 0) + sign
-            self.pairs[(b, a)] = self.pairs.get((b, a), 0) + sign
+        pairs = self.pairs
+        for pair in permutations(sorted(live), 2):  # (a, b) and (b, a)
+            pairs[pair] = pairs.get(pair, 0) + sign
 
     def merge(self, change: Delta) -> None:
         """Add ``change`` to this delta (a group commit sums its writes' changes)."""
+        products, pairs, days = self.products, self.pairs, self.days
         for key, (units, revenue) in change.products.items():
-            old_units, old_revenue = self.products.get(key, (0, ZERO))
-            self.products[key] = (old_units + units, old_revenue + revenue)
+            old_units, old_revenue = products.get(key, (0, ZERO))
+            products[key] = (old_units + units, old_revenue + revenue)
         for pair, orders in change.pairs.items():
-            self.pairs[pair] = self.pairs.get(pair, 0) + orders
+            pairs[pair] = pairs.get(pair, 0) + orders
         for day, report in change.days.items():
-            self.days[day] = self.days.get(day, Report()) + report
+            days[day] = days.get(day, _NO_REPORT) + report
 
     def pruned(self) -> Delta:
         """The same delta without entries that add nothing."""
@@ -124,4 +139,8 @@ def delta(before: Order | None, after: Order | None) -> Delta:
         change.add(before, -1)
     if after is not None:
         change.add(after, +1)
+    if before is None or after is None:
+        # One order alone has no entry that adds nothing: each line counted has live units,
+        # each pair counts once, and its day counts it as an order or as cancelled.
+        return change
     return change.pruned()

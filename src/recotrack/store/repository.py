@@ -454,6 +454,96 @@ class Repository(ReadModel):
     def conn_executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.db.many(sql, rows)
 
+    # -- bulk loading: ``recotrack import`` on SQLite's one writer -----------------------
+
+    def next_order_id(self) -> int:
+        """The id SQLite gives the next order inserted (one more than the largest), which
+        stays true while this transaction is the only one that inserts orders."""
+        return int(self.db.one("SELECT COALESCE(MAX(id), 0) + 1 FROM orders")[0])
+
+    def new_order_rows(
+        self,
+        order: Order,
+        now: datetime,
+        orders: list[tuple[Any, ...]],
+        lines: list[tuple[Any, ...]],
+        events: list[tuple[Any, ...]],
+    ) -> None:
+        """Add the rows ``insert_order`` writes for the new ``order`` (its ``id`` given) to
+        ``orders``, ``lines`` and ``events``, for ``insert_new_orders``; its new events are
+        taken, as ``insert_order`` takes them."""
+        money = self.db.dialect.money
+        site, order_id, at = order.site, order.id, iso(now)
+        orders.append(
+            (
+                order_id,
+                site,
+                order.source,
+                order.key_channel,
+                order.order_no,
+                order.channel,
+                order.state.value,
+                order.currency,
+                money(order.subtotal),
+                money(order.shipping),
+                money(order.total),
+                iso(order.ordered_at),
+                order.day,
+                order.session,
+                order.cuid,
+                order.user_id,
+                order.customer_id,
+                int(order.crowd),
+                int(order.cancelled_whole),
+                at,
+                at,
+            )
+        )
+        lines += [
+            (
+                site,
+                order_id,
+                n,
+                line.ref_code,
+                line.qty,
+                line.cancelled,
+                money(line.price),
+                line.variant,
+                line.attributes,
+            )
+            for n, line in enumerate(order.lines)
+        ]
+        events += [
+            (site, order_id, n, e.kind, iso(e.at), e.channel, e.session, e.cuid, e.reason, e.detail)
+            for n, e in enumerate(order.new_events, start=1)
+        ]
+        order.new_events = []
+
+    def insert_new_orders(
+        self,
+        orders: list[tuple[Any, ...]],
+        lines: list[tuple[Any, ...]],
+        events: list[tuple[Any, ...]],
+    ) -> None:
+        """Write rows made by ``new_order_rows``, many orders to a statement."""
+        self.conn_executemany(
+            "INSERT INTO orders (id, site, source, channel_key, order_no, channel, state,"
+            " currency, subtotal, shipping, total, ordered_at, day, session, cuid, user_id,"
+            " customer_id, crowd, cancelled_whole, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            orders,
+        )
+        self.conn_executemany(
+            "INSERT INTO order_lines (site, order_id, line_no, ref_code, qty, cancelled, price,"
+            " variant, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            lines,
+        )
+        self.conn_executemany(
+            "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
+            " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            events,
+        )
+
 
 def _add(postgres: bool, left: str, right: str) -> str:
     return f"{left} + {right}" if postgres else f"dec_add({left}, {right})"

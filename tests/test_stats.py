@@ -1,0 +1,84 @@
+"""What one order adds to the statistics, exactly: the amounts keep their decimal places
+(they are stored as text on SQLite), and only a change of an order has entries to prune."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from recotrack.domain.orders import ONLINE, Line, Order
+from recotrack.domain.stats import Delta, Report, delta
+
+DAY = "2026-11-20"
+
+
+def order(*lines: tuple[str, int, str, int], crowd: bool = True) -> Order:
+    return Order(
+        site="shop",
+        source=ONLINE,
+        channel="web",
+        order_no="W1",
+        currency="GBP",
+        subtotal=Decimal("0"),
+        shipping=Decimal("0"),
+        total=Decimal("0"),
+        lines=[
+            Line(ref, qty, Decimal(price), cancelled=cancelled)
+            for ref, qty, price, cancelled in lines
+        ],
+        ordered_at=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+        crowd=crowd,
+    )
+
+
+def shown(change: Delta) -> tuple[object, ...]:
+    """The delta with every amount as its text, exponent included."""
+    return (
+        {key: (units, str(revenue)) for key, (units, revenue) in change.products.items()},
+        change.pairs,
+        {
+            day: (r.orders, r.units, str(r.revenue), r.cancelled_orders, str(r.cancelled_revenue))
+            for day, r in change.days.items()
+        },
+    )
+
+
+def test_a_new_order_adds_its_live_units_and_revenue_and_its_cancelled_revenue() -> None:
+    placed = order(("milk", 3, "1.10", 1), ("bread", 1, "2", 0), ("jam", 2, "0.50", 2))
+    assert shown(delta(None, placed)) == (
+        {(DAY, "milk"): (2, "2.20"), (DAY, "bread"): (1, "2")},
+        {("bread", "milk"): 1, ("milk", "bread"): 1},
+        {DAY: (1, 3, "4.20", 0, "2.10")},
+    )
+    assert shown(delta(placed, None)) == (
+        {(DAY, "milk"): (-2, "-2.20"), (DAY, "bread"): (-1, "-2")},
+        {("bread", "milk"): -1, ("milk", "bread"): -1},
+        {DAY: (-1, -3, "-4.20", 0, "-2.10")},
+    )
+
+
+def test_an_order_without_live_units_counts_as_cancelled_outside_the_crowd_too() -> None:
+    gone = order(("milk", 1, "1.10", 1), crowd=False)
+    assert shown(delta(None, gone)) == ({}, {}, {DAY: (0, 0, "0", 1, "1.10")})
+
+
+def test_a_change_keeps_only_what_moved() -> None:
+    before = order(("milk", 2, "1.10", 0), ("bread", 1, "2.00", 0))
+    after = order(("milk", 2, "1.10", 1), ("bread", 1, "2.00", 0))
+    assert shown(delta(before, after)) == (
+        {(DAY, "milk"): (-1, "-1.10")},
+        {},
+        {DAY: (0, -1, "-1.10", 0, "1.10")},
+    )
+
+
+def test_merging_sums_entry_by_entry() -> None:
+    total = Delta()
+    total.merge(delta(None, order(("milk", 1, "1.10", 0), ("tea", 1, "4", 0))))
+    total.merge(delta(None, order(("milk", 2, "1.1", 0))))
+    assert shown(total) == (
+        {(DAY, "milk"): (3, "3.30"), (DAY, "tea"): (1, "4")},
+        {("milk", "tea"): 1, ("tea", "milk"): 1},
+        {DAY: (2, 4, "7.30", 0, "0.00")},
+    )
+    assert Report() + Report(1) == Report(1)
