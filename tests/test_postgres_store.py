@@ -7,18 +7,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+import psycopg
 import pytest
+from psycopg import pq
 
 from recotrack.domain.errors import ApiError
 from recotrack.domain.orders import ONLINE, CancelItem, Line, Order
 from recotrack.domain.sites import Site, SiteSettings
 from recotrack.services.check import check_site
 from recotrack.services.orders import Cancelled, Context, cancel_order, place_order
-from recotrack.services.sites import create_site, load_site
+from recotrack.services.sites import create_site, load_site, update_site
 from recotrack.store.db import StoreError
 from recotrack.store.postgres import PostgresStore
 from recotrack.store.postgres_writer import MAX_WRITES
@@ -84,7 +87,10 @@ def make_shop(store: PostgresStore) -> None:
 
 
 def lock_key(repo: Repository, key: str) -> None:
+    """Take the lock of an order key, and wait until it is held: a writer sends the lock
+    without waiting for it, so without a read after it the lock may still be on its way."""
     repo.lock_order_key("shop", ONLINE, "", key)
+    repo.db.one("SELECT 1")
 
 
 def test_partial_cancels_through_two_stores_take_each_unit_exactly_once(
@@ -323,3 +329,210 @@ def test_an_unreachable_database_is_a_store_error_that_shows_no_password() -> No
         PostgresStore("postgresql://recotrack:s3cret-pw@127.0.0.1:1/recotrack?connect_timeout=2")
     assert "s3cret-pw" not in str(failed.value)
     assert time.monotonic() - started < 10
+
+
+# -- pipelined writes: each write's errors are its own, and it waits on the server rarely --
+
+
+class TracedStore(PostgresStore):
+    """A store whose writer connections log their messages to the server (libpq's trace)."""
+
+    def __init__(self, url: str, trace_dir: Path, **kwargs: Any) -> None:
+        self.trace_dir = trace_dir
+        self.traces: list[IO[str]] = []
+        super().__init__(url, **kwargs)
+
+    def connect_writer(self) -> psycopg.Connection[Any]:
+        conn = super().connect_writer()
+        trace = (self.trace_dir / f"writer-{len(self.traces)}.trace").open("w")
+        self.traces.append(trace)
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        return conn
+
+    def waits(self) -> int:
+        """How many times the writers have waited on the server: every Sync, Flush (pipeline
+        mode) and simple Query message is followed by a wait for its results."""
+        sent = [
+            line.split("\t")
+            for trace in self.traces
+            for line in Path(trace.name).read_text().splitlines()
+        ]
+        return sum(1 for fields in sent if fields[0] == "F" and fields[2] in WAITED_ON)
+
+    def close(self) -> None:
+        super().close()
+        for trace in self.traces:
+            trace.close()
+
+
+WAITED_ON = {"Sync", "Flush", "Query"}
+
+
+def test_an_error_in_a_writes_unread_statement_fails_that_write_not_the_next(url: str) -> None:
+    """The INSERT is sent without waiting for its outcome; the outcome is waited for before
+    the next write starts, so the next write neither fails nor sees the failed one's change."""
+    store = PostgresStore(url, writers=1)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+
+        def bad(repo: Repository) -> None:
+            repo.set_meta("bad", "written, then rolled back")
+            repo.db.execute("INSERT INTO meta (key, value) VALUES (NULL, 'no key')")
+
+        futures: list[Future[Any]] = [
+            store.submit(lambda repo: repo.set_meta("k0", "0")),
+            store.submit(bad),
+            store.submit(lambda repo: (repo.get_meta("bad"), repo.set_meta("k2", "2"))[0]),
+        ]
+        gate.opened.set()
+        futures[0].result(10)
+        with pytest.raises(StoreError, match="null value"):
+            futures[1].result(10)
+        assert futures[2].result(10) is None
+        stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k0", "bad", "k2")])
+        assert stored == ["0", None, "2"]
+        assert sizes == [1, 3]
+    finally:
+        store.close()
+
+
+def test_a_unique_violation_in_a_writes_unread_insert_runs_it_again_after_the_writes_before_it(
+    url: str,
+) -> None:
+    store = PostgresStore(url, writers=1)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        store.write_sync(lambda repo: repo.set_meta("taken", "first"))
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        runs: list[int] = []
+
+        def insert_once(repo: Repository) -> str | None:
+            runs.append(1)
+            if len(runs) == 1:  # its outcome is only known at the write's sync
+                repo.db.execute("INSERT INTO meta (key, value) VALUES ('taken', 'again')")
+                return "inserted"
+            return repo.get_meta("taken")
+
+        futures: list[Future[Any]] = [
+            store.submit(lambda repo: repo.set_meta("k0", "0")),
+            store.submit(insert_once),
+            store.submit(lambda repo: repo.set_meta("k2", "2")),
+        ]
+        gate.opened.set()
+        assert [future.result(10) for future in futures] == [None, "first", None]
+        assert len(runs) == 2
+        # k0 committed alone; the conflicting write then headed a transaction with k2.
+        assert sizes == [1, 1, 1, 2]
+    finally:
+        store.close()
+
+
+def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_cancel(
+    url: str, tmp_path: Path
+) -> None:
+    """The lock, the order with its lines, then the update, the lines, the event and the
+    savepoint's release sent together: two waits per cancel, and two per transaction."""
+    store = TracedStore(url, tmp_path, writers=1)
+    try:
+        make_shop(store)
+        count = 20
+        for n in range(count):
+            store.write_sync(
+                with_site(
+                    lambda r, s, n=n: place_order(
+                        r, s, order(f"W{n}", ("P", 2, "1.00"), ("Q", 1, "3.00")), NOW
+                    )
+                )
+            )
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        before = store.waits()
+
+        def cancel(order_no: str) -> Callable[[Repository, Site], Cancelled]:
+            return lambda repo, site: cancel_order(
+                repo, site, ONLINE, "", order_no, None, Context(), NOW
+            )
+
+        futures = [store.submit(with_site(cancel(f"W{n}"))) for n in range(count)]
+        gate.opened.set()
+        assert {future.result(10).state.value for future in futures} == {"cancelled"}
+        assert store.waits() - before <= 2 * count + 4
+        assert store.read_sync(lambda reads: check_site(reads, "shop")) == []
+    finally:
+        store.close()
+
+
+def test_held_cancellations_purged_by_a_pipelined_write_are_counted(url: str) -> None:
+    store = PostgresStore(url, writers=1)
+    try:
+        make_shop(store)
+        for order_no in ("H1", "H2"):
+            store.write_sync(
+                with_site(
+                    lambda r, s, n=order_no: cancel_order(r, s, ONLINE, "", n, None, Context(), NOW)
+                )
+            )
+        later = NOW + timedelta(days=365)
+        assert store.write_sync(lambda repo: repo.purge_expired_held("shop", later)) == 2
+        assert store.write_sync(lambda repo: repo.purge_expired_held("shop", later)) == 0
+    finally:
+        store.close()
+
+
+def test_a_site_change_through_one_store_is_seen_by_the_next_write_through_the_other(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
+    make_shop(a)
+
+    def cancellations(repo: Repository) -> bool:
+        return load_site(repo, "shop").settings.cancellations
+
+    assert b.write_sync(cancellations) is True  # b's writer has the site cached now
+    a.write_sync(lambda repo: update_site(repo, "shop", {"cancellations": False}))
+    assert b.write_sync(cancellations) is False
+
+
+def test_in_one_batch_a_site_change_is_seen_by_the_writes_after_it_unless_rolled_back(
+    url: str,
+) -> None:
+    store = PostgresStore(url, writers=1)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        make_shop(store)
+
+        def cancellations(repo: Repository) -> bool:
+            return load_site(repo, "shop").settings.cancellations
+
+        def switch_on_then_refuse(repo: Repository) -> None:
+            update_site(repo, "shop", {"cancellations": True})
+            assert cancellations(repo) is True
+            raise ApiError("OrderConflict", "refused")
+
+        gate = Gate()
+        store.submit(gate)
+        assert gate.entered.wait(10)
+        futures: list[Future[Any]] = [
+            store.submit(cancellations),
+            store.submit(lambda repo: update_site(repo, "shop", {"cancellations": False})),
+            store.submit(cancellations),
+            store.submit(switch_on_then_refuse),
+            store.submit(cancellations),
+        ]
+        gate.opened.set()
+        with pytest.raises(ApiError, match="refused"):
+            futures[3].result(10)
+        assert [futures[n].result(10) for n in (0, 2, 4)] == [True, False, False]
+        assert sizes[-1] == 5
+    finally:
+        store.close()

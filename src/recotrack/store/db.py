@@ -7,7 +7,7 @@ in as the dialect wants it (text on SQLite, Decimal on PostgreSQL) and always co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,11 +55,19 @@ class Dialect:
 
 
 class Db:
-    """A connection and its dialect: the one place SQL is executed."""
+    """A connection and its dialect: the one place SQL is executed.
 
-    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+    ``settle`` is given for a connection in pipeline mode (the PostgreSQL writers): a statement
+    is then sent without waiting for its outcome, which arrives with the next read or with
+    ``settle()``, which waits for the outcome of every statement sent so far.
+    """
+
+    def __init__(
+        self, conn: Connection, dialect: Dialect, settle: Callable[[], None] | None = None
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
+        self.settle = settle
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(self.dialect.sql(sql), params)
@@ -67,6 +75,13 @@ class Db:
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.conn.cursor().executemany(self.dialect.sql(sql), rows)
+
+    def changed(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an UPDATE or DELETE; how many rows it changed."""
+        cursor = self.execute(sql, params)
+        if self.settle is not None:
+            self.settle()  # the count comes with the statement's outcome
+        return max(int(cursor.rowcount), 0)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.execute(sql, params).fetchone()

@@ -1,10 +1,20 @@
-"""The PostgreSQL writers: group commit, conflicts run again, read-model changes once a batch.
+"""The PostgreSQL writers: group commit, pipelined statements, conflicts run again, read-model
+changes once a batch.
 
 Each writer thread owns a connection and takes every write that is waiting (up to
 ``MAX_WRITES``) into one transaction, each write in its own savepoint (a write that fails
 rolls back alone), and resolves their futures only after ``COMMIT``: many requests share one
 WAL flush, and a reply is only sent for a change that is durable. Several writers, in several
 processes, commit side by side.
+
+The connection stays in pipeline mode: a statement whose outcome nothing reads (``SAVEPOINT``,
+the order lock, an ``UPDATE`` or ``INSERT``) is sent without waiting for the server, and the
+wait happens once, at the next read. A write's errors must still be its own: after a write,
+its outcome is waited for (a sync) before the next write starts, so an error seen inside a
+write, or at its sync, comes from that write's statements. After an error the server skips
+everything up to the next sync, so a failed write is settled (synced until clean) before its
+savepoint is rolled back. A write alone in its transaction has no savepoint and its outcome
+arrives with the ``COMMIT``.
 
 Changes stay exact under READ COMMITTED: every change of an order first takes the advisory
 lock of its key (``Repository.lock_order_key``), then reads the order, so it sees the last
@@ -17,6 +27,11 @@ before it are committed (which releases their locks) and it heads the next trans
 head of a transaction holds no other write's locks, so it waits as long as needed; after such
 an error it is rolled back and run again after a short random pause. Work functions can be run
 again: they decide from what they read. None of these errors reaches a client.
+
+Sites are cached per writer (``Repository.get_site``) under the sites version, which is read
+once per transaction: every write of a batch was queued before its transaction began, so the
+version read then is at least as new as the one each request would have read itself. A
+transaction that changes a site reads the version afresh for the rest of its writes.
 
 The read-model changes of a transaction are summed and applied at its end in one sorted pass:
 one upsert per statistic row per transaction, locked in the same order by every writer, so the
@@ -37,10 +52,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg
 
+from ..domain.sites import Site
 from ..domain.stats import Delta
 from .db import Db, StoreError
 from .port import Work
-from .repository import Repository
+from .repository import SITES_VERSION, Repository
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -50,6 +66,7 @@ log = logging.getLogger("recotrack.store")
 LOCK_WAIT = "50ms"  # how long a write that is not the head of its transaction waits for a lock
 CONFLICT_ATTEMPTS = 12  # runs of a head write that keeps meeting conflicts before it fails
 LOST_ATTEMPTS = 6  # connection attempts (with 1.5 s of pauses in all) before a batch fails
+SETTLE_ATTEMPTS = 4  # syncs after an error before the pipeline is given up as stuck
 # Each write of a transaction holds the advisory lock of its order key until COMMIT, and the
 # server's lock table is shared (max_locks_per_transaction x max_connections slots): so at
 # most this many writes share a transaction, whatever RECOTRACK_WRITE_BATCH_MAX allows.
@@ -78,11 +95,29 @@ def store_error(message: str, cause: BaseException) -> StoreError:
 
 class _BatchRepository(Repository):
     """The writers' repository: read-model changes are collected per write, to be applied
-    once for the whole transaction (nothing in a write reads the statistics back)."""
+    once for the whole transaction (nothing in a write reads the statistics back); the sites
+    version is read once per transaction (see the module's docstring)."""
 
-    def __init__(self, db: Db) -> None:
-        super().__init__(db)
+    def __init__(self, db: Db, sites: dict[str, tuple[str, Site]]) -> None:
+        super().__init__(db, site_cache=sites)
         self.changes: list[tuple[str, Delta]] = []
+        self._sites_version: str | None = None
+        self._version_known = False
+        self._sites_changed_here = False
+
+    def get_meta(self, key: str) -> str | None:
+        if key != SITES_VERSION or self._sites_changed_here:
+            return super().get_meta(key)
+        if not self._version_known:
+            self._sites_version = super().get_meta(key)
+            self._version_known = True
+        return self._sites_version
+
+    def set_meta(self, key: str, value: str) -> None:
+        if key == SITES_VERSION:
+            # Its own change may yet be rolled back with its write: read it each time.
+            self._sites_changed_here = True
+        super().set_meta(key, value)
 
     def apply(self, site: str, change: Delta) -> None:
         self.changes.append((site, change))
@@ -93,11 +128,14 @@ class _BatchRepository(Repository):
 
 
 class Writer:
-    """One writer thread and its connection."""
+    """One writer thread and its connection, kept in pipeline mode."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
         self.conn: psycopg.Connection[Any] | None = None
+        self.pipeline: psycopg.Pipeline | None = None
+        self._pipeline_mode = contextlib.ExitStack()  # leaves pipeline mode when closed
+        self.sites: dict[str, tuple[str, Site]] = {}  # see Repository.get_site
 
     def run(self) -> None:
         store = self.store
@@ -138,10 +176,8 @@ class Writer:
         delay = 0.002
         while True:
             try:
-                if self.conn is None or self.conn.closed or self.conn.broken:
-                    self._drop()
-                    self.conn = self.store.connect_writer()
-                return self._transaction(self.conn, batch)
+                conn, pipeline = self._connection()
+                return self._transaction(conn, pipeline, batch)
             except _Conflict as conflict:
                 self._rollback()
                 self.store.conflicted()
@@ -180,28 +216,33 @@ class Writer:
                 future.set_exception(error)
         return len(batch)
 
-    def _transaction(self, conn: psycopg.Connection[Any], batch: list[Item]) -> int:
-        repo = _BatchRepository(Db(conn, self.store.dialect))
+    def _transaction(
+        self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline, batch: list[Item]
+    ) -> int:
+        repo = _BatchRepository(Db(conn, self.store.dialect, settle=pipeline.sync), self.sites)
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         totals: dict[str, Delta] = {}
         bounded_wait = False
         alone = len(batch) == 1  # its failure can roll the transaction back: no savepoint
-        control = ["BEGIN"]  # statements without results, sent together with the next ones
+        send = conn.execute  # in pipeline mode: sent, its outcome comes with the next sync
+        send("BEGIN")
         for work, future in batch:
             if outcomes and not bounded_wait:
-                control.append(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+                send(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
                 bounded_wait = True
             if not alone:
-                control.append("SAVEPOINT w")
-            conn.execute("; ".join(control))
-            control = []
+                send("SAVEPOINT w")
             repo.changes = []
             try:
                 result = work(repo)
+                if not alone:
+                    send("RELEASE SAVEPOINT w")
+                    pipeline.sync()  # its errors show here, not in the next write
             except CONFLICTS as exc:
                 if not outcomes:
                     raise _Conflict() from exc
-                control.append("ROLLBACK TO SAVEPOINT w")
+                self._settle(conn, pipeline)
+                send("ROLLBACK TO SAVEPOINT w")
                 break  # commit the writes before it, releasing their locks; it goes next
             except Exception as exc:  # the write fails alone
                 error: Exception = exc
@@ -209,29 +250,29 @@ class Writer:
                     if conn.broken:
                         raise
                     error = store_error("postgresql write failed", exc)
+                self._settle(conn, pipeline)
                 if alone:  # counted like a batch whose only write rolled back to its savepoint
-                    conn.execute("ROLLBACK")
+                    send("ROLLBACK")
+                    pipeline.sync()
                     self.store.committed(1)
                     future.set_exception(error)
                     return 1
-                control += ["ROLLBACK TO SAVEPOINT w", "RELEASE SAVEPOINT w"]
+                send("ROLLBACK TO SAVEPOINT w")
+                send("RELEASE SAVEPOINT w")
                 outcomes.append((future, False, error))
             else:
-                if not alone:
-                    control.append("RELEASE SAVEPOINT w")
                 for site, change in repo.changes:
                     totals.setdefault(site, Delta()).merge(change)
                 outcomes.append((future, True, result))
-        if bounded_wait:
-            control.append("SET LOCAL lock_timeout = 0")
-        if control:
-            conn.execute("; ".join(control))
         try:
+            if bounded_wait:
+                send("SET LOCAL lock_timeout = 0")
             repo.flush(totals)
         except CONFLICTS as exc:
             raise _Conflict() from exc
         try:
-            conn.execute("COMMIT")
+            send("COMMIT")
+            pipeline.sync()
         except CONFLICTS as exc:
             raise _Conflict() from exc
         except psycopg.OperationalError as exc:
@@ -255,18 +296,46 @@ class Writer:
                 future.set_exception(value)
         return len(outcomes)
 
+    @staticmethod
+    def _settle(conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> None:
+        """After an error the server skips every statement up to the next sync, and the
+        outcomes of the skipped ones may still be on their way: sync until a sync is clean.
+        Every error met here belongs to the write that already failed."""
+        for _ in range(SETTLE_ATTEMPTS):
+            try:
+                pipeline.sync()
+                return
+            except psycopg.Error:
+                if conn.broken or conn.closed:
+                    raise
+        raise psycopg.OperationalError("the pipeline kept failing after a write's error")
+
+    def _connection(self) -> tuple[psycopg.Connection[Any], psycopg.Pipeline]:
+        conn, pipeline = self.conn, self.pipeline
+        if conn is None or pipeline is None or conn.closed or conn.broken:
+            self._drop()
+            conn = self.conn = self.store.connect_writer()
+            pipeline = self.pipeline = self._pipeline_mode.enter_context(conn.pipeline())
+        return conn, pipeline
+
     def _rollback(self) -> None:
-        conn = self.conn
-        if conn is None or conn.closed or conn.broken:
+        conn, pipeline = self.conn, self.pipeline
+        if conn is None or pipeline is None or conn.closed or conn.broken:
             return
         try:
+            self._settle(conn, pipeline)
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
+                pipeline.sync()
         except psycopg.Error:
             self._drop()
 
     def _drop(self) -> None:
-        if self.conn is not None:
+        conn = self.conn
+        self.conn = self.pipeline = None
+        if conn is not None:
             with contextlib.suppress(psycopg.Error):
-                self.conn.close()
-            self.conn = None
+                conn.close()
+        # Closed first: leaving pipeline mode then waits for nothing.
+        with contextlib.suppress(psycopg.Error):
+            self._pipeline_mode.close()

@@ -27,6 +27,16 @@ _ORDER_COLUMNS = (
     "id, site, source, channel, order_no, currency, subtotal, shipping, total, ordered_at, "
     "session, cuid, user_id, customer_id, crowd, cancelled_whole"
 )
+_ORDER_WIDTH = len(_ORDER_COLUMNS.split(","))
+_LINE_COLUMNS = "ref_code, qty, cancelled, price, variant, attributes"
+# PostgreSQL: the order (found and locked as on its own, so planned the same) with its lines.
+_ORDER_AND_LINES = (
+    "SELECT o.*, "
+    + ", ".join(f"l.{column.strip()}" for column in _LINE_COLUMNS.split(","))
+    + f" FROM (SELECT {_ORDER_COLUMNS} FROM orders"
+    " WHERE site = ? AND source = ? AND channel_key = ? AND order_no = ?{lock}) AS o"
+    " LEFT JOIN order_lines AS l ON l.site = o.site AND l.order_id = o.id ORDER BY l.line_no"
+)
 
 
 class Repository(ReadModel):
@@ -157,6 +167,15 @@ class Repository(ReadModel):
         self, site: str, source: str, channel_key: str, order_no: str, lock: bool = True
     ) -> Order | None:
         """The order under its key, with its lines; locked for update on PostgreSQL."""
+        if self.db.dialect.postgres:  # the order and its lines in one round trip
+            rows = self.db.all(
+                _ORDER_AND_LINES.format(lock=" FOR UPDATE" if lock else ""),
+                (site, source, channel_key, order_no),
+            )
+            if not rows:
+                return None
+            lines = [r[_ORDER_WIDTH:] for r in rows if r[_ORDER_WIDTH] is not None]
+            return self._with_lines(rows[0], lines)
         row = self.db.one(
             f"SELECT {_ORDER_COLUMNS} FROM orders"
             " WHERE site = ? AND source = ? AND channel_key = ? AND order_no = ?"
@@ -265,7 +284,9 @@ class Repository(ReadModel):
             )
         ]
 
-    def _with_lines(self, row: tuple[Any, ...]) -> Order:
+    def _with_lines(
+        self, row: tuple[Any, ...], lines: list[tuple[Any, ...]] | None = None
+    ) -> Order:
         order = Order(
             site=row[1],
             source=row[2],
@@ -285,14 +306,13 @@ class Repository(ReadModel):
             cancelled_whole=bool(row[15]),
             id=int(row[0]),
         )
-        order.lines = [
-            Line(r[0], int(r[1]), dec(r[3]), r[4], r[5], int(r[2]))
-            for r in self.db.all(
-                "SELECT ref_code, qty, cancelled, price, variant, attributes FROM order_lines"
+        if lines is None:
+            lines = self.db.all(
+                f"SELECT {_LINE_COLUMNS} FROM order_lines"
                 " WHERE site = ? AND order_id = ? ORDER BY line_no",
                 (order.site, order.id),
             )
-        ]
+        order.lines = [Line(r[0], int(r[1]), dec(r[3]), r[4], r[5], int(r[2])) for r in lines]
         return order
 
     def _insert_lines(self, order: Order) -> None:
@@ -319,8 +339,14 @@ class Repository(ReadModel):
     def _insert_events(self, order: Order, new_order: bool = False) -> None:
         if not order.new_events:
             return
-        seq = 0  # an order inserted just now has no history yet
-        if not new_order:
+        seq, next_seq = 0, "?"  # an order inserted just now has no history yet
+        found_by_insert = not new_order and self.db.dialect.postgres
+        if found_by_insert:  # pipelined there: no read to wait for, each insert finds its seq
+            next_seq = (
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events"
+                " WHERE site = ? AND order_id = ?)"
+            )
+        elif not new_order:
             row = self.db.one(
                 "SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE site = ? AND order_id = ?",
                 (order.site, order.id),
@@ -328,12 +354,12 @@ class Repository(ReadModel):
             seq = int(row[0])
         self.conn_executemany(
             "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
-            " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" reason, detail) VALUES (?, ?, {next_seq}, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     order.site,
                     order.id,
-                    seq + n,
+                    *((order.site, order.id) if found_by_insert else (seq + n,)),
                     e.kind,
                     iso(e.at),
                     e.channel,
@@ -401,10 +427,9 @@ class Repository(ReadModel):
 
     def purge_expired_held(self, site: str, now: datetime) -> int:
         """Forget the site's held cancellations whose time is up; how many there were."""
-        cursor = self.db.execute(
+        return self.db.changed(
             "DELETE FROM held_cancels WHERE site = ? AND expires_at <= ?", (site, iso(now))
         )
-        return int(cursor.rowcount or 0)
 
     # -- read model ----------------------------------------------------------------------
 
