@@ -3,6 +3,7 @@ PostgreSQL, each test on its own database or schema."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -87,3 +88,14 @@ def client(settings: Settings, store: Store, clock: Clock) -> Iterator[TestClien
 @pytest.fixture
 def api(client: TestClient, store: Store, clock: Clock) -> Api:
     return Api(client, store, clock)
+
+
+@contextlib.contextmanager
+def app_on(settings: Settings, clock: Clock) -> Iterator[Api]:
+    """Another server in process on ``settings``' database, with a store of its own."""
+    store = open_store(settings)
+    try:
+        with TestClient(create_app(settings, store=store, clock=clock)) as client:
+            yield Api(client, store, clock)
+    finally:
+        store.close()

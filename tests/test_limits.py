@@ -23,13 +23,10 @@ from typing import Any
 import httpx2
 import pytest
 from bench.crash import ServerProcess, run_check, server_env
-from starlette.testclient import TestClient
 
-from recotrack.http.app import create_app
 from recotrack.settings import Settings, SettingsError
-from recotrack.store import open_store
 
-from .conftest import POSTGRES_URL, Clock, postgres_schema_url
+from .conftest import POSTGRES_URL, Clock, app_on, postgres_schema_url
 from .support import ADMIN, AUTH, Api, order_body
 
 TABLES = ("sites", "tokens", "sessions", "orders", "order_lines", "order_events", "held_cancels")
@@ -279,12 +276,8 @@ def test_an_order_takes_1000_lines_and_refuses_1001(api: Api) -> None:
 def held_api(database_url: str, clock: Clock) -> Iterator[Api]:
     """The app with RECOTRACK_MAX_HELD_PER_SITE at 3."""
     settings = Settings(database_url=database_url, admin_token=ADMIN, max_held_per_site=3)
-    store = open_store(settings)
-    try:
-        with TestClient(create_app(settings, store=store, clock=clock)) as client:
-            yield Api(client, store, clock)
-    finally:
-        store.close()
+    with app_on(settings, clock) as api:
+        yield api
 
 
 def held(api: Api, site: str) -> list[str]:

@@ -8,25 +8,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from starlette.testclient import TestClient
 
-from recotrack.http.app import create_app
 from recotrack.settings import Settings
-from recotrack.store import open_store
 
-from .conftest import Clock
+from .conftest import Clock, app_on
 from .support import Api, order_body
 
 
 @pytest.fixture
 def other(settings: Settings, clock: Clock) -> Iterator[Api]:
     """A second server on the same database (another process, another replica)."""
-    store = open_store(settings)
-    try:
-        with TestClient(create_app(settings, store=store, clock=clock)) as client:
-            yield Api(client, store, clock)
-    finally:
-        store.close()
+    with app_on(settings, clock) as api:
+        yield api
 
 
 def figures(api: Api) -> tuple[object, ...]:
@@ -86,12 +79,7 @@ def test_rankings_read_while_orders_are_written_end_equal_to_a_fresh_server(
         for job in [pool.submit(write if n % 2 else read, n) for n in range(1, 241)]:
             job.result()
 
-    store = open_store(settings)  # rankings read afresh from the tables
-    try:
-        with TestClient(create_app(settings, store=store, clock=clock)) as client:
-            fresh = Api(client, store, clock)
-            assert figures(api) == figures(fresh)
-            assert figures(api)[0] != []
-    finally:
-        store.close()
+    with app_on(settings, clock) as fresh:  # rankings read afresh from the tables
+        assert figures(api) == figures(fresh)
+        assert figures(api)[0] != []
     api.assert_consistent()

@@ -23,9 +23,8 @@ from .domain.sessions import well_formed
 from .domain.sites import check_channel, is_site_name
 from .http.parse import (
     parse_cancel_items,
-    parse_lines,
-    parse_money_fields,
     parse_offline,
+    parse_online_order,
     parse_order_date,
     text,
 )
@@ -101,34 +100,18 @@ def _json(raw: bytes | str) -> Any:
 
 def _online_order(line_no: int, site: str, data: dict[str, Any], now: datetime) -> Record:
     channel = check_channel(data.get("channel", "web"))
-    body = data.get("order")
-    if not isinstance(body, dict):
-        raise ApiError("MissingOrMalformedOrderNo", "order must be an object with an orderNo")
-    order_no = text(body.get("orderNo"), "order.orderNo", "MissingOrMalformedOrderNo")
-    lines = parse_lines(body.get("items"), "order")
-    money = parse_money_fields(body, lines, "order")
+    order, _ = parse_online_order(data.get("order"), "", channel)
     user = data.get("user")
-    user_id = ""
     if user is not None:
         if not isinstance(user, dict):
             raise ApiError("MissingOrMalformedUser", "user must be an object with an id")
         if user.get("id") is not None:
-            user_id = text(user["id"], "user.id", "MissingOrMalformedUser", 256)
-    order = Order(
-        site=site,
-        source=ONLINE,
-        channel=channel,
-        order_no=order_no,
-        currency=money.currency,
-        subtotal=money.subtotal,
-        shipping=money.shipping,
-        total=money.total,
-        lines=lines,
-        ordered_at=parse_order_date(body.get("orderDate"), now),
-        session=_identity(data, "session", "MissingOrMalformedSession"),
-        cuid=_identity(data, "cuid", "MissingOrMalformedCuid"),
-        user_id=user_id,
-    )
+            order.user_id = text(user["id"], "user.id", "MissingOrMalformedUser", 256)
+    order.site = site
+    order.ordered_at = parse_order_date(data["order"].get("orderDate"), now)
+    order.session = _identity(data, "session", "MissingOrMalformedSession")
+    order.cuid = _identity(data, "cuid", "MissingOrMalformedCuid")
+    order_no = order.order_no
     return Record(line_no, "order", site, (site, ONLINE, "", order_no), order=order)
 
 

@@ -200,7 +200,9 @@ def _page_fields(data: dict[str, Any]) -> dict[str, Any]:
         "clicks": _clicks(data.get("info")),
     }
     if kind == "order":
-        order, notes = _order(data.get("order"), fields["user_id"], data.get("channel", "web"))
+        order, notes = parse_online_order(
+            data.get("order"), fields["user_id"], data.get("channel", "web")
+        )
         fields.update(
             order=order,
             warnings=notes,
@@ -256,7 +258,11 @@ def _clicks(info: Any) -> tuple[int, ...]:
     return ()
 
 
-def _order(body: Any, user_id: str, channel: str) -> tuple[Order, tuple[tuple[str, str], ...]]:
+def parse_online_order(
+    body: Any, user_id: str, channel: str
+) -> tuple[Order, tuple[tuple[str, str], ...]]:
+    """rest.pagex's ``order`` object (API.md 5.1), with the notes its money fields made; the
+    caller sets the site, session, cuid and date."""
     if not isinstance(body, dict):
         raise ApiError("MissingOrMalformedOrderNo", "order must be an object with an orderNo")
     order_no = text(body.get("orderNo"), "order.orderNo", "MissingOrMalformedOrderNo")

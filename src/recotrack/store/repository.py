@@ -28,6 +28,20 @@ _ORDER_COLUMNS = (
     "session, cuid, user_id, customer_id, crowd, cancelled_whole"
 )
 _ORDER_WIDTH = len(_ORDER_COLUMNS.split(","))
+_NEW_ORDER_COLUMNS = (
+    "site, source, channel_key, order_no, channel, state, currency, subtotal, shipping, total,"
+    " ordered_at, day, session, cuid, user_id, customer_id, crowd, cancelled_whole, created_at,"
+    " updated_at"
+)
+_MARKS = ", ".join("?" for _ in _NEW_ORDER_COLUMNS.split(","))
+_INSERT_ORDER = f"INSERT INTO orders ({_NEW_ORDER_COLUMNS}) VALUES ({_MARKS})"
+_INSERT_ORDER_WITH_ID = f"INSERT INTO orders (id, {_NEW_ORDER_COLUMNS}) VALUES (?, {_MARKS})"
+_INSERT_LINES = (
+    "INSERT INTO order_lines (site, order_id, line_no, ref_code, qty, cancelled, price,"
+    " variant, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 _LINE_COLUMNS = "ref_code, qty, cancelled, price, variant, attributes"
 # PostgreSQL: the order (found and locked as on its own, so planned the same) with its lines.
 _ORDER_AND_LINES = (
@@ -201,38 +215,12 @@ class Repository(ReadModel):
         ]
 
     def insert_order(self, order: Order, now: datetime) -> None:
-        money = self.db.dialect.money
         postgres = self.db.dialect.postgres
         # SQLite hands back the new rowid without RETURNING, which costs Python's sqlite3
         # about twice the insert itself.
         cursor = self.db.execute(
-            "INSERT INTO orders (site, source, channel_key, order_no, channel, state, currency,"
-            " subtotal, shipping, total, ordered_at, day, session, cuid, user_id, customer_id,"
-            " crowd, cancelled_whole, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            + (" RETURNING id" if postgres else ""),
-            (
-                order.site,
-                order.source,
-                order.key_channel,
-                order.order_no,
-                order.channel,
-                order.state.value,
-                order.currency,
-                money(order.subtotal),
-                money(order.shipping),
-                money(order.total),
-                iso(order.ordered_at),
-                order.day,
-                order.session,
-                order.cuid,
-                order.user_id,
-                order.customer_id,
-                int(order.crowd),
-                int(order.cancelled_whole),
-                iso(now),
-                iso(now),
-            ),
+            _INSERT_ORDER + (" RETURNING id" if postgres else ""),
+            self._order_row(order, iso(now)),
         )
         order.id = int(cursor.fetchone()[0] if postgres else cursor.lastrowid)
         self._insert_lines(order)
@@ -316,25 +304,50 @@ class Repository(ReadModel):
         return order
 
     def _insert_lines(self, order: Order) -> None:
+        self.conn_executemany(_INSERT_LINES, self._line_rows(order))
+
+    def _order_row(self, order: Order, at: str) -> tuple[Any, ...]:
+        """An order's values for ``_NEW_ORDER_COLUMNS``; ``at`` is when it is stored."""
         money = self.db.dialect.money
-        self.conn_executemany(
-            "INSERT INTO order_lines (site, order_id, line_no, ref_code, qty, cancelled, price,"
-            " variant, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    order.site,
-                    order.id,
-                    n,
-                    line.ref_code,
-                    line.qty,
-                    line.cancelled,
-                    money(line.price),
-                    line.variant,
-                    line.attributes,
-                )
-                for n, line in enumerate(order.lines)
-            ],
+        return (
+            order.site,
+            order.source,
+            order.key_channel,
+            order.order_no,
+            order.channel,
+            order.state.value,
+            order.currency,
+            money(order.subtotal),
+            money(order.shipping),
+            money(order.total),
+            iso(order.ordered_at),
+            order.day,
+            order.session,
+            order.cuid,
+            order.user_id,
+            order.customer_id,
+            int(order.crowd),
+            int(order.cancelled_whole),
+            at,
+            at,
         )
+
+    def _line_rows(self, order: Order) -> list[tuple[Any, ...]]:
+        money = self.db.dialect.money
+        return [
+            (
+                order.site,
+                order.id,
+                n,
+                line.ref_code,
+                line.qty,
+                line.cancelled,
+                money(line.price),
+                line.variant,
+                line.attributes,
+            )
+            for n, line in enumerate(order.lines)
+        ]
 
     def _insert_events(self, order: Order, new_order: bool = False) -> None:
         if not order.new_events:
@@ -497,47 +510,9 @@ class Repository(ReadModel):
         """Add the rows ``insert_order`` writes for the new ``order`` (its ``id`` given) to
         ``orders``, ``lines`` and ``events``, for ``insert_new_orders``; its new events are
         taken, as ``insert_order`` takes them."""
-        money = self.db.dialect.money
-        site, order_id, at = order.site, order.id, iso(now)
-        orders.append(
-            (
-                order_id,
-                site,
-                order.source,
-                order.key_channel,
-                order.order_no,
-                order.channel,
-                order.state.value,
-                order.currency,
-                money(order.subtotal),
-                money(order.shipping),
-                money(order.total),
-                iso(order.ordered_at),
-                order.day,
-                order.session,
-                order.cuid,
-                order.user_id,
-                order.customer_id,
-                int(order.crowd),
-                int(order.cancelled_whole),
-                at,
-                at,
-            )
-        )
-        lines += [
-            (
-                site,
-                order_id,
-                n,
-                line.ref_code,
-                line.qty,
-                line.cancelled,
-                money(line.price),
-                line.variant,
-                line.attributes,
-            )
-            for n, line in enumerate(order.lines)
-        ]
+        site, order_id = order.site, order.id
+        orders.append((order_id, *self._order_row(order, iso(now))))
+        lines += self._line_rows(order)
         events += [
             (site, order_id, n, e.kind, iso(e.at), e.channel, e.session, e.cuid, e.reason, e.detail)
             for n, e in enumerate(order.new_events, start=1)
@@ -552,17 +527,10 @@ class Repository(ReadModel):
     ) -> None:
         """Write rows made by ``new_order_rows``, many orders to a statement."""
         self.conn_executemany(
-            "INSERT INTO orders (id, site, source, channel_key, order_no, channel, state,"
-            " currency, subtotal, shipping, total, ordered_at, day, session, cuid, user_id,"
-            " customer_id, crowd, cancelled_whole, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_ORDER_WITH_ID,
             orders,
         )
-        self.conn_executemany(
-            "INSERT INTO order_lines (site, order_id, line_no, ref_code, qty, cancelled, price,"
-            " variant, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            lines,
-        )
+        self.conn_executemany(_INSERT_LINES, lines)
         self.conn_executemany(
             "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
             " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
