@@ -36,6 +36,7 @@ class Rankings:
         self._pairs: dict[tuple[str, str], dict[str, int]] = {}  # (site, ref) -> other -> n
         self._sellers: dict[tuple[str, str, str, str], Scores] = {}  # (site, by, first, last)
         self._ranked: dict[tuple[str, str, str, str], list[tuple[str, int | Decimal]]] = {}
+        self._together: dict[tuple[str, tuple[str, ...]], list[tuple[str, int]]] = {}
 
     # -- readers -------------------------------------------------------------------------
 
@@ -57,20 +58,26 @@ class Rankings:
             if self._may_keep(stamp):
                 self._sellers[key] = scores
 
-    def together(self, stamp: str, site: str, refs: list[str]) -> dict[str, int] | None:
-        """How many live orders hold each other product with any of ``refs`` (distinct), as of
-        ``stamp``; None if any of them is not held for that state."""
+    def together(self, stamp: str, site: str, refs: list[str]) -> list[tuple[str, int]] | None:
+        """The products bought in live orders with any of ``refs`` (distinct), most often
+        first, as of ``stamp``; None if any of them is not held for that state."""
         with self._lock:
             if stamp != self._stamp:
                 return None
-            merged: dict[str, int] = {}
+            key = (site, tuple(refs))
+            ranked = self._together.get(key)
+            if ranked is not None:
+                return ranked
+            counts: list[dict[str, int]] = []
             for ref in refs:
-                counts = self._pairs.get((site, ref))
-                if counts is None:
+                found = self._pairs.get((site, ref))
+                if found is None:
                     return None
-                for other, n in counts.items():
-                    merged[other] = merged.get(other, 0) + n
-            return merged
+                counts.append(found)
+            if len(self._together) >= MAX_ENTRIES:
+                self._together.clear()
+            ranked = self._together[key] = rank_together(counts)
+            return ranked
 
     def keep_pairs(self, stamp: str, site: str, loaded: dict[str, dict[str, int]]) -> None:
         with self._lock:
@@ -115,6 +122,9 @@ class Rankings:
                     counts = self._pairs.get((site, ref))
                     if counts is not None:
                         counts[other] = counts.get(other, 0) + n
+                if change.pairs:
+                    for key in [key for key in self._together if key[0] == site]:
+                        del self._together[key]
                 if change.products:
                     self._move_sellers(site, change)
 
@@ -139,11 +149,23 @@ class Rankings:
         self._pairs.clear()
         self._sellers.clear()
         self._ranked.clear()
+        self._together.clear()
 
 
 def rank_sellers(scores: Scores, by: str) -> list[tuple[str, int | Decimal]]:
     """Products with live units, best first, ties by refCode."""
     index = 1 if by == "revenue" else 0
     ranked = [(ref, score[index]) for ref, score in scores.items() if score[0] > 0]
+    ranked.sort(key=lambda item: (-item[1], item[0]))
+    return ranked
+
+
+def rank_together(counts: list[dict[str, int]]) -> list[tuple[str, int]]:
+    """Summed counts of other products, those still bought together, most first."""
+    merged: dict[str, int] = {}
+    for others in counts:
+        for other, n in others.items():
+            merged[other] = merged.get(other, 0) + n
+    ranked = [(other, n) for other, n in merged.items() if n > 0]
     ranked.sort(key=lambda item: (-item[1], item[0]))
     return ranked

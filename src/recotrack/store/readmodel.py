@@ -17,7 +17,7 @@ from typing import Any
 from ..domain.orders import Line, Order
 from ..domain.stats import ZERO, Delta, Report
 from .db import Db, dec, from_iso
-from .rankings import STAMP_KEY, Rankings, Scores, rank_sellers
+from .rankings import STAMP_KEY, Rankings, Scores, rank_sellers, rank_together
 
 MAX_REPORT_DAYS = 366
 
@@ -86,23 +86,16 @@ class ReadModel:
         if not refs:
             return []
         rankings = self._rankings
-        counts = None if rankings is None else rankings.together(self._stamp(), site, refs)
-        if counts is None:
+        ranked = None if rankings is None else rankings.together(self._stamp(), site, refs)
+        if ranked is None:
             with self._consistent():
                 stamp = self._stamp()
                 loaded = self._pair_counts(site, refs)
-            counts = {}
-            for others in loaded.values():
-                for other, n in others.items():
-                    counts[other] = counts.get(other, 0) + n
+            ranked = rank_together(list(loaded.values()))
             if rankings is not None:
                 rankings.keep_pairs(stamp, site, loaded)
         skip = exclude | set(refs)
-        ranked = sorted(
-            ((other, n) for other, n in counts.items() if n > 0 and other not in skip),
-            key=lambda item: (-item[1], item[0]),
-        )
-        return ranked[:limit]
+        return [item for item in ranked if item[0] not in skip][:limit]
 
     def _pair_counts(self, site: str, refs: list[str]) -> dict[str, dict[str, int]]:
         loaded: dict[str, dict[str, int]] = {ref: {} for ref in refs}
