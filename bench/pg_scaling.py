@@ -20,29 +20,21 @@ import argparse
 import json
 import os
 import re
-import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx2
 
-RECOTRACK = str(Path(sys.executable).with_name("recotrack"))
-ADMIN = "bench-admin-token"
+# The harness's helpers (bench/run.py), also when this file is run as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.run import ADMIN, RECOTRACK, fresh_schema, run_recotrack, serving  # noqa: E402
+
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -52,52 +44,21 @@ def database_for(url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    import psycopg
-
-    schema = f"rt_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        sep = "&" if "?" in url else "?"
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(url) as schema_url:
+        yield schema_url
 
 
 @contextmanager
 def servers(database: str, replicas: int, workers: int) -> Iterator[list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOTRACK_")}
-    env.update(RECOTRACK_ADMIN_TOKEN=ADMIN, RECOTRACK_LOG_LEVEL="warning")
-    procs, bases = [], []
-    try:
-        for _ in range(replicas):
-            port = free_port()
-            command = [RECOTRACK, "serve", "--port", str(port), "--workers", str(workers)]
-            procs.append(
-                subprocess.Popen(
-                    [*command, "--database", database],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-        for base in bases:
-            for _ in range(300):
-                try:
-                    if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit(f"{base} did not start")
-        yield bases
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
+    """``replicas`` ``recotrack serve`` processes on ``database``, each ready (``/readyz``);
+    their base URLs. Their warnings and errors go to this process's standard error."""
+    command = [RECOTRACK, "serve", "--workers", str(workers), "--database", database]
+    with ExitStack() as started:
+        bases = [
+            started.enter_context(serving(command, ready="/readyz", stderr=None))[0]
+            for _ in range(replicas)
+        ]
+        yield [f"http://{base}" for base in bases]
 
 
 LUA = """
@@ -205,9 +166,7 @@ def main() -> None:
                 load(b, Path(script.name), args.clients, 2)  # warm up
                 figures = load(b, Path(script.name), args.clients, args.seconds)
             figures["batch"] = writes_per_commit(b)
-            checked = subprocess.run(
-                [RECOTRACK, "check", "--database", database], capture_output=True, text=True
-            )
+            checked = run_recotrack("check", database=database)
         print(
             f"{layout:>4}: {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms"
             f"  p99 {figures['p99_ms']:6.1f} ms  failures {figures['failures']:.0f}"

@@ -199,21 +199,26 @@ def server_env() -> dict[str, str]:
 
 
 @contextmanager
-def serving(command: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serving(
+    command: list[str], ready: str = "/healthz", stderr: int | None = subprocess.DEVNULL
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``command --port PORT`` on a free port, in a process group of its own; yields its
+    ``host:port`` once ``ready`` answers 200, and ends the group afterwards. ``stderr=None``
+    lets its messages through."""
     port = free_port()
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         env=server_env(),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
     )
     base = f"127.0.0.1:{port}"
     try:
         for _ in range(600):
             try:
-                status, _ = request(base, "GET", "/healthz")
+                status, _ = request(base, "GET", ready)
                 if status == 200:
                     break
             except OSError:
@@ -258,6 +263,13 @@ def database(backend: str, postgres: str, work: Path, size: int) -> Iterator[str
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         yield f"sqlite:///{path}"
         return
+    with fresh_schema(postgres) as url:
+        yield url
+
+
+@contextmanager
+def fresh_schema(postgres: str) -> Iterator[str]:
+    """``postgres`` with a search_path to a new schema of its own, dropped afterwards."""
     import psycopg
 
     schema = f"rt_bench_{secrets.token_hex(4)}"
@@ -430,8 +442,9 @@ class Load:
 # -- one backend at one size ----------------------------------------------------------------
 
 
-def recotrack(*args: str, database: str) -> str:
-    done = subprocess.run(
+def run_recotrack(*args: str, database: str) -> subprocess.CompletedProcess[str]:
+    """``recotrack ARGS --database DATABASE`` in the servers' environment, output captured."""
+    return subprocess.run(
         [RECOTRACK, *args, "--database", database],
         capture_output=True,
         text=True,
@@ -439,6 +452,11 @@ def recotrack(*args: str, database: str) -> str:
         cwd=ROOT,
         check=False,
     )
+
+
+def recotrack(*args: str, database: str) -> str:
+    """``run_recotrack``'s standard output; exits with its output when it fails."""
+    done = run_recotrack(*args, database=database)
     if done.returncode != 0:
         raise SystemExit(f"recotrack {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +48,19 @@ def two(url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
     yield a, b
     a.close()
     b.close()
+
+
+@contextmanager
+def one_writer(url: str, **options: Any) -> Iterator[tuple[PostgresStore, list[int]]]:
+    """A store with one writer connection, so the writes queued behind a ``Gate`` share its
+    next transaction, and the number of writes in each transaction it commits; closed after."""
+    store = PostgresStore(url, writers=1, **options)
+    sizes: list[int] = []
+    store.on_batch = sizes.append
+    try:
+        yield store, sizes
+    finally:
+        store.close()
 
 
 class Gate:
@@ -182,10 +196,7 @@ def test_a_deadlock_between_two_stores_is_run_again_and_both_writes_succeed(
 def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url: str) -> None:
     """The writes before it are committed (their futures resolve while the lock is still held
     elsewhere); it then heads the next transaction and waits as long as needed."""
-    holder, store = PostgresStore(url, writers=1), PostgresStore(url, writers=1)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url) as (holder, _), one_writer(url) as (store, sizes):
         held, release = threading.Event(), threading.Event()
 
         def hold(repo: Repository) -> None:
@@ -209,16 +220,10 @@ def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url
         holding.result(10)
         assert store.read_sync(lambda repo: repo.get_meta("blocked")) == "1"
         assert sizes == [1, 1, 1]
-    finally:
-        holder.close()
-        store.close()
 
 
 def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
-    store = PostgresStore(url, writers=1)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url) as (store, sizes):
         gate = Gate()
         store.submit(gate)
         assert gate.entered.wait(10)
@@ -249,15 +254,10 @@ def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
         stored = store.read_sync(lambda repo: [repo.get_meta(f"k{n}") for n in range(5)])
         assert stored == ["0", "1", None, None, "4"]
         assert sizes == [1, 5]
-    finally:
-        store.close()
 
 
 def test_one_transaction_takes_at_most_max_writes_so_order_locks_stay_few(url: str) -> None:
-    store = PostgresStore(url, writers=1, max_batch=512)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url, max_batch=512) as (store, sizes):
         gate = Gate()
         store.submit(gate)
         assert gate.entered.wait(10)
@@ -268,13 +268,10 @@ def test_one_transaction_takes_at_most_max_writes_so_order_locks_stay_few(url: s
         for future in futures:
             future.result(10)
         assert sizes == [1, MAX_WRITES, 10]
-    finally:
-        store.close()
 
 
 def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(url: str) -> None:
-    store = PostgresStore(url, writers=1)
-    try:
+    with one_writer(url) as (store, _):
 
         def refused(repo: Repository) -> None:
             repo.set_meta("alone", "written, then refused")
@@ -291,13 +288,10 @@ def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(url: str) -
         assert store.read_sync(lambda repo: repo.get_meta("alone")) is None
         store.write_sync(lambda repo: repo.set_meta("alone", "kept"))
         assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
-    finally:
-        store.close()
 
 
 def test_a_full_write_queue_answers_overloaded(url: str) -> None:
-    store = PostgresStore(url, max_queue=2, writers=1)
-    try:
+    with one_writer(url, max_queue=2) as (store, _):
         gate = Gate()
         store.submit(gate)
         assert gate.entered.wait(10)
@@ -309,8 +303,6 @@ def test_a_full_write_queue_answers_overloaded(url: str) -> None:
         for future in queued:
             future.result(10)
         assert store.read_sync(lambda repo: repo.get_meta("k")) == "v"
-    finally:
-        store.close()
 
 
 def test_a_write_through_one_store_is_seen_by_the_next_read_through_the_other(
@@ -372,10 +364,7 @@ WAITED_ON = {"Sync", "Flush", "Query"}
 def test_an_error_in_a_writes_unread_statement_fails_that_write_not_the_next(url: str) -> None:
     """The INSERT is sent without waiting for its outcome; the outcome is waited for before
     the next write starts, so the next write neither fails nor sees the failed one's change."""
-    store = PostgresStore(url, writers=1)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url) as (store, sizes):
         gate = Gate()
         store.submit(gate)
         assert gate.entered.wait(10)
@@ -397,17 +386,12 @@ def test_an_error_in_a_writes_unread_statement_fails_that_write_not_the_next(url
         stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k0", "bad", "k2")])
         assert stored == ["0", None, "2"]
         assert sizes == [1, 3]
-    finally:
-        store.close()
 
 
 def test_a_unique_violation_in_a_writes_unread_insert_runs_it_again_after_the_writes_before_it(
     url: str,
 ) -> None:
-    store = PostgresStore(url, writers=1)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url) as (store, sizes):
         store.write_sync(lambda repo: repo.set_meta("taken", "first"))
         gate = Gate()
         store.submit(gate)
@@ -431,8 +415,6 @@ def test_a_unique_violation_in_a_writes_unread_insert_runs_it_again_after_the_wr
         assert len(runs) == 2
         # k0 committed alone; the conflicting write then headed a transaction with k2.
         assert sizes == [1, 1, 1, 2]
-    finally:
-        store.close()
 
 
 def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_cancel(
@@ -440,8 +422,7 @@ def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_canc
 ) -> None:
     """The lock, the order with its lines, then the update, the lines, the event and the
     savepoint's release sent together: two waits per cancel, and two per transaction."""
-    store = TracedStore(url, tmp_path, writers=1)
-    try:
+    with closing(TracedStore(url, tmp_path, writers=1)) as store:
         make_shop(store)
         count = 20
         for n in range(count):
@@ -467,13 +448,10 @@ def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_canc
         assert {future.result(10).state.value for future in futures} == {"cancelled"}
         assert store.waits() - before <= 2 * count + 4
         assert store.read_sync(lambda reads: check_site(reads, "shop")) == []
-    finally:
-        store.close()
 
 
 def test_held_cancellations_purged_by_a_pipelined_write_are_counted(url: str) -> None:
-    store = PostgresStore(url, writers=1)
-    try:
+    with one_writer(url) as (store, _):
         make_shop(store)
         for order_no in ("H1", "H2"):
             store.write_sync(
@@ -484,8 +462,6 @@ def test_held_cancellations_purged_by_a_pipelined_write_are_counted(url: str) ->
         later = NOW + timedelta(days=365)
         assert store.write_sync(lambda repo: repo.purge_expired_held("shop", later)) == 2
         assert store.write_sync(lambda repo: repo.purge_expired_held("shop", later)) == 0
-    finally:
-        store.close()
 
 
 def test_a_site_change_through_one_store_is_seen_by_the_next_write_through_the_other(
@@ -505,10 +481,7 @@ def test_a_site_change_through_one_store_is_seen_by_the_next_write_through_the_o
 def test_in_one_batch_a_site_change_is_seen_by_the_writes_after_it_unless_rolled_back(
     url: str,
 ) -> None:
-    store = PostgresStore(url, writers=1)
-    sizes: list[int] = []
-    store.on_batch = sizes.append
-    try:
+    with one_writer(url) as (store, sizes):
         make_shop(store)
 
         def cancellations(repo: Repository) -> bool:
@@ -534,5 +507,3 @@ def test_in_one_batch_a_site_change_is_seen_by_the_writes_after_it_unless_rolled
             futures[3].result(10)
         assert [futures[n].result(10) for n in (0, 2, 4)] == [True, False, False]
         assert sizes[-1] == 5
-    finally:
-        store.close()

@@ -12,7 +12,7 @@ import asyncio
 import queue
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..domain.errors import ApiError
@@ -40,8 +40,7 @@ def overloaded() -> ApiError:
 
 
 class Store(ABC):
-    def __init__(self, read_threads: int = 4) -> None:
-        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="recotrack-read")
+    def __init__(self) -> None:
         self.on_batch: Callable[[int], None] | None = None  # told each commit's write count
         self.schema_version = 0  # the adapter sets it once the database is migrated
 
@@ -61,12 +60,16 @@ class Store(ABC):
     async def write(self, work: Work[T]) -> T:
         return await asyncio.wrap_future(self.submit(work))
 
+    @abstractmethod
     async def read(self, work: Work[T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.read_sync, work)
+        """``read_sync`` for a caller on the event loop: each adapter says where it runs (on
+        a thread of its own when the read waits on the network, on the loop when that costs
+        less)."""
 
+    @abstractmethod
     def close(self) -> None:
-        self._readers.shutdown(wait=True)
+        """Stop the writers and release the adapter's threads and connection pools; nothing
+        uses the store afterwards."""
 
     @property
     @abstractmethod

@@ -11,10 +11,11 @@ so servers starting together migrate once. ``psycopg`` is imported here and in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -49,7 +50,7 @@ class PostgresStore(Store):
         writers: int = WRITERS,
         readers: int = READERS,
     ) -> None:
-        super().__init__(read_threads=readers)
+        super().__init__()
         self.url = url
         self.max_batch = max_batch
         self.dialect = Dialect(POSTGRES)
@@ -71,6 +72,7 @@ class PostgresStore(Store):
             timeout=10.0,
             open=True,
         )
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="recotrack-read")
         self._threads = [
             threading.Thread(target=Writer(self).run, name=f"recotrack-writer-{n}", daemon=True)
             for n in range(writers)
@@ -107,13 +109,19 @@ class PostgresStore(Store):
                 raise StoreError(f"postgresql read failed: {exc}") from exc
         raise AssertionError("unreachable")
 
+    async def read(self, work: Work[T]) -> T:
+        """On a reader thread: the read waits on the network, and the loop serves other
+        requests meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, work)
+
     def close(self) -> None:
         for _ in self._threads:
             self.jobs.put(STOP)
         for thread in self._threads:
             thread.join()
         self._pool.close()
-        super().close()
+        self._readers.shutdown(wait=True)
 
     @property
     def stats(self) -> dict[str, float]:

@@ -210,7 +210,6 @@ class SqliteStore(Store):
         with self._transaction:  # a commit in flight ends first
             self._writer_conn.close()
         self._committer.shutdown(wait=True)
-        super().close()
 
     @property
     def stats(self) -> dict[str, float]:
