@@ -4,6 +4,7 @@ so these tests read them through one server while other servers and threads writ
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,3 +84,24 @@ def test_rankings_read_while_orders_are_written_end_equal_to_a_fresh_server(
         assert figures(api) == figures(fresh)
         assert figures(api)[0] != []
     api.assert_consistent()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # rankings are SQLite's
+def test_kept_rankings_are_left_alone_by_the_cyclic_collector(api: Api) -> None:
+    """Thousands of kept rankings must not be walked by every full collection (which stops
+    the event loop): once the collector has looked at them, none of them is tracked."""
+    site = api.create_site(cancellations=True, cancelAuth="open")
+    products = [f"P{i}" for i in range(1, 9)]
+    for n in range(8):
+        lines = [(products[(n + k) % 8], 1, "1.50") for k in range(3)]
+        assert api.place(site, order_body(f"O{n}", *lines)).status_code == 200
+    for n in range(8):  # the first read loads the pairs, the second keeps the ranking
+        for _ in range(2):
+            assert api.bought_together("mysite", products[n], products[(n + 3) % 8]) != []
+    assert api.top_sellers("mysite") != []
+    rankings = api.store._rankings  # type: ignore[attr-defined]
+    assert len(rankings._together) >= 8 and rankings._ranked
+    kept = [*rankings._together.values(), *rankings._ranked.values()]
+    gc.collect()  # the inner tuples, then the outer ones (the first pass may see them still tracked)
+    gc.collect()
+    assert [ranked for ranked in kept if gc.is_tracked(ranked)] == []
