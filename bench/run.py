@@ -341,6 +341,16 @@ class Load:
         self.base = ""
         self.server_pid = 0
         self.scripts: dict[str, list[str]] = {}
+        self.runs = 0  # wrk runs so far: each places orders numbered by its run
+        self.used: dict[str, int] = {}  # targets each endpoint's runs have sent so far
+
+    def environment(self, endpoint: str) -> dict[str, str]:
+        """wrk's environment for the next run of ``endpoint`` (see ``lua/common.lua``)."""
+        return {
+            **server_env(),
+            "RT_BENCH_RUN": str(self.runs),
+            "RT_BENCH_START": str(self.used.get(endpoint, 0)),
+        }
 
     def wrk(self, endpoint: str, rate: float, seconds: float) -> Run:
         script, extra = self.scripts[endpoint][0], self.scripts[endpoint][1:]
@@ -364,8 +374,9 @@ class Load:
         server_before = tree_cpu_seconds(self.server_pid)
         started = time.perf_counter()
         done = subprocess.run(
-            command, capture_output=True, text=True, env=server_env(), check=False
+            command, capture_output=True, text=True, env=self.environment(endpoint), check=False
         )
+        self.runs += 1
         elapsed = time.perf_counter() - started
         server_cpu = (tree_cpu_seconds(self.server_pid) - server_before) / elapsed
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -376,6 +387,7 @@ class Load:
                 summary = json.loads(line)
         if summary is None:
             raise SystemExit(f"wrk failed: {done.stdout}\n{done.stderr}")
+        self.used[endpoint] = self.used.get(endpoint, 0) + summary["sent"]
         if summary["non2xx"]:
             log(f"  {endpoint}: {summary['non2xx']} non-2xx; {done.stderr.strip()[:300]}")
         duration = summary["duration_us"] / 1e6

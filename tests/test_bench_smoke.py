@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
@@ -164,3 +165,44 @@ def test_every_wrk_script_loads_the_shared_helpers() -> None:
     for script in scripts:
         if script.name != "common.lua":
             assert 'dofile(os.getenv("RT_BENCH_LUA") .. "/common.lua")' in script.read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="the benchmark's load generator wrk is not installed"
+)
+def test_every_wrk_run_places_new_orders_and_cancels_orders_no_run_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Runs of one endpoint must not repeat each other's requests: a re-sent order or a second
+    cancellation is answered without writing anything, and would flatter the figures."""
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    made = json.loads(
+        harness.recotrack(
+            "site", "create", harness.SITE, "--enable-cancellations", "--json", database=url
+        )
+    )
+    token = made["siteTokens"]["store"]
+    products = tmp_path / "products.txt"
+    products.write_text("P1\nP2\nP3\nP4\n")
+    args = argparse.Namespace(wrk_threads=1, connections=4)
+    load = harness.Load(args, tmp_path)
+    command = [harness.RECOTRACK, "serve", "--workers", "1", "--database", url]
+    with harness.serving(command) as (base, proc):
+        load.base, load.server_pid = base, proc.pid
+        load.scripts["offline POST"] = ["offline_post.lua", harness.SITE, token, "T", str(products)]
+        posts = [load.wrk("offline POST", 100, 1) for _ in range(2)]
+        placed = [round(run.throughput * run.seconds) for run in posts]
+        assert min(placed) > 20 and all(run.non2xx == 0 for run in posts)
+        # every 2xx reply placed an order (replies still in flight when wrk stopped add some)
+        assert harness.stored_orders(url) >= sum(placed)
+
+        with sqlite3.connect(tmp_path / "bench.db") as conn:
+            numbers = [row[0] for row in conn.execute("SELECT order_no FROM orders ORDER BY id")]
+        targets = tmp_path / "targets.txt"
+        targets.write_text("".join(f"{number}\n" for number in numbers))
+        load.scripts["offline DELETE"] = ["offline_delete.lua", str(targets), harness.SITE, token]
+        deletes = [load.wrk("offline DELETE", 20, 1) for _ in range(2)]
+        assert all(run.non2xx == 0 and run.wrapped == 0 for run in deletes)
+    with sqlite3.connect(tmp_path / "bench.db") as conn:
+        cancelled = conn.execute("SELECT COUNT(*) FROM orders WHERE state = 'cancelled'")
+        assert cancelled.fetchone()[0] >= sum(round(r.throughput * r.seconds) for r in deletes)

@@ -3,7 +3,9 @@
 -- from a file, and a JSON summary printed at the end.
 --
 -- Arguments after "--": requests/s per thread (0 = as fast as the connections go), the number
--- of threads, then the script's own.
+-- of threads, then the script's own. The harness numbers its runs (RT_BENCH_RUN) and says where
+-- in each target list this run starts (RT_BENCH_START: the targets the endpoint's earlier runs
+-- used), so every run places orders of its own and cancels orders no run cancelled before.
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } rt_timespec;
@@ -33,6 +35,8 @@ failed = 0
 wrapped = 0
 
 nthreads = 1
+run = os.getenv("RT_BENCH_RUN") or "0"
+start = tonumber(os.getenv("RT_BENCH_START") or "0")
 
 function init_common(args)
   local rate = tonumber(args[1] or "0")
@@ -43,12 +47,14 @@ function init_common(args)
   math.randomseed(1000 + id)
 end
 
--- The next of a thread's share of ``list`` (every nthreads-th entry); counts wrap-arounds.
+-- The next of a thread's share of ``list`` (every nthreads-th entry from ``start``); counts
+-- wrap-arounds (targets used again: the pool was too small).
 cursor = 0
 function next_of(list)
-  local index = id + 1 + cursor * nthreads
+  local index = start + id + 1 + cursor * nthreads
   if index > #list then
     wrapped = wrapped + 1
+    start = 0
     cursor = 0
     index = id + 1
   end
@@ -98,17 +104,18 @@ function urlencode(s)
 end
 
 function done(summary, latency, requests)
-  local fails, wraps = 0, 0
+  local fails, wraps, sends = 0, 0, 0
   for _, thread in ipairs(threads) do
     fails = fails + (thread:get("failed") or 0)
     wraps = wraps + (thread:get("wrapped") or 0)
+    sends = sends + (thread:get("sent") or 0)
   end
   local e = summary.errors
   io.write(string.format(
     '{"requests":%d,"duration_us":%d,"bytes":%d,"non2xx":%d,"connect_errors":%d,' ..
-    '"read_errors":%d,"write_errors":%d,"timeouts":%d,"wrapped":%d,' ..
+    '"read_errors":%d,"write_errors":%d,"timeouts":%d,"wrapped":%d,"sent":%d,' ..
     '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
     summary.requests, summary.duration, summary.bytes, fails, e.connect, e.read, e.write,
-    e.timeout, wraps, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    e.timeout, wraps, sends, latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max, latency.mean))
 end

@@ -1,4 +1,5 @@
--- POST /smart-api/orders/offline: a new 3-line offline order per request.
+-- POST /smart-api/orders/offline: a new 3-line offline order per request (numbered by run,
+-- thread and request).
 -- args: rate/thread, threads, site, siteToken, order number prefix, products file
 dofile(os.getenv("RT_BENCH_LUA") .. "/common.lua")
 
@@ -27,7 +28,7 @@ function request()
     end
   end
   local body = '{"user":{"id":"u' .. math.random(100000) .. '"},"order":{"refCode":"' ..
-    prefix .. "-" .. id .. "-" .. sent ..
+    prefix .. "-" .. run .. "-" .. id .. "-" .. sent ..
     '","currency":"GBP","subTotal":"7.50","shipping":"0","total":"7.50","items":[' ..
     table.concat(items, ",") .. ']}}'
   return wrk.format("POST", "/smart-api/orders/offline", headers, body)

@@ -1,4 +1,5 @@
--- rest.pagex, type order: a new 3-line order per request, in one of the known sessions.
+-- rest.pagex, type order: a new 3-line order per request (numbered by run, thread and
+-- request), in one of the known sessions.
 -- args: rate/thread, threads, sessions file, site, clientToken, order number prefix,
 -- products file
 dofile(os.getenv("RT_BENCH_LUA") .. "/common.lua")
@@ -29,7 +30,7 @@ function request()
   end
   local jd = '{"type":"order","site":' .. quote(site) .. ',"clientToken":' .. quote(token) ..
     ',"session":' .. quote(session) .. ',"cuid":' .. quote(cuid) ..
-    ',"lang":"en-gb","order":{"orderNo":"' .. prefix .. "-" .. id .. "-" .. sent ..
+    ',"lang":"en-gb","order":{"orderNo":"' .. prefix .. "-" .. run .. "-" .. id .. "-" .. sent ..
     '","currency":"GBP","subtotal":"7.50","shipping":"0","total":"7.50","items":[' ..
     table.concat(items, ",") .. ']}}'
   return wrk.format("POST", "/tracker/api/v1_4/rest.pagex", headers, "jd=" .. urlencode(jd))
