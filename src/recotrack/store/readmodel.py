@@ -61,7 +61,7 @@ class ReadModel:
             ranked = rank_sellers(scores, by)
             if rankings is not None:
                 rankings.keep_sellers(stamp, key, scores)
-        return [item for item in ranked if item[0] not in exclude][:limit]
+        return ranked.best(limit, exclude)
 
     def _seller_scores(self, site: str, by: str, first_day: str, last_day: str) -> Scores:
         if by == "units":  # no money sum: on SQLite it is a Python aggregate per row
@@ -94,8 +94,7 @@ class ReadModel:
             ranked = rank_together(list(loaded.values()))
             if rankings is not None:
                 rankings.keep_pairs(stamp, site, loaded)
-        skip = exclude | set(refs)
-        return [item for item in ranked if item[0] not in skip][:limit]
+        return ranked.best(limit, exclude | set(refs))
 
     def _pair_counts(self, site: str, refs: list[str]) -> dict[str, dict[str, int]]:
         loaded: dict[str, dict[str, int]] = {ref: {} for ref in refs}
