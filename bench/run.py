@@ -164,6 +164,23 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def processes_cpu_seconds(name: str) -> float:
+    """CPU time of every process on this machine called ``name`` (PostgreSQL's backends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm, fields = (entry / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        if comm == name:
+            fields_list = fields.split()
+            total += (int(fields_list[11]) + int(fields_list[12])) / ticks
+    return total
+
+
 class MemorySampler:
     """The peak of the summed RSS of a process tree, sampled every 0.25 s."""
 
@@ -311,6 +328,7 @@ class Run:
     wrk_cpu: float  # wrk's own CPU use, in cores
     server_cpu: float  # the server's CPU use, in cores
     stored: int = 0
+    db_cpu: float = 0.0  # PostgreSQL's CPU use on this machine, in cores (SQLite: in server_cpu)
 
 
 @dataclass
@@ -343,6 +361,7 @@ class Load:
         self.scripts: dict[str, list[str]] = {}
         self.runs = 0  # wrk runs so far: each places orders numbered by its run
         self.used: dict[str, int] = {}  # targets each endpoint's runs have sent so far
+        self.database = ""  # "postgres": its backends' CPU is measured too
 
     def environment(self, endpoint: str) -> dict[str, str]:
         """wrk's environment for the next run of ``endpoint`` (see ``lua/common.lua``)."""
@@ -372,6 +391,7 @@ class Load:
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_before = tree_cpu_seconds(self.server_pid)
+        db_before = processes_cpu_seconds(self.database) if self.database else 0.0
         started = time.perf_counter()
         done = subprocess.run(
             command, capture_output=True, text=True, env=self.environment(endpoint), check=False
@@ -379,6 +399,9 @@ class Load:
         self.runs += 1
         elapsed = time.perf_counter() - started
         server_cpu = (tree_cpu_seconds(self.server_pid) - server_before) / elapsed
+        db_cpu = 0.0
+        if self.database:
+            db_cpu = (processes_cpu_seconds(self.database) - db_before) / elapsed
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         wrk_cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / elapsed
         summary = None
@@ -404,6 +427,7 @@ class Load:
             wrapped=summary["wrapped"],
             wrk_cpu=wrk_cpu,
             server_cpu=server_cpu,
+            db_cpu=db_cpu,
         )
 
     def suite(self, endpoint: str) -> list[Run]:
@@ -527,6 +551,8 @@ def run_suite(
         (work / "products.txt").write_text("\n".join(products[:PRODUCTS]) + "\n")
 
         load = Load(args, work)
+        if backend == "postgres":  # on this machine: its backends share the cores
+            load.database = "postgres"
         suite.ceiling_runs = ceiling(args, load, workers)
         suite.ceiling = statistics.median(r.throughput for r in suite.ceiling_runs)
         log(f"ceiling (reference app, --workers {workers}): {suite.ceiling:,.0f}/s")
@@ -715,6 +741,7 @@ def endpoint_rows(suite: Suite) -> list[dict[str, Any]]:
                 "half": at_half(suite.runs, endpoint),
                 "wrk_cpu": statistics.median(r.wrk_cpu for r in best),
                 "server_cpu": statistics.median(r.server_cpu for r in best),
+                "db_cpu": statistics.median(r.db_cpu for r in best),
                 "wrapped": sum(r.wrapped for r in runs),
                 "non2xx": sum(r.non2xx for r in runs),
                 "stored": runs[0].stored,
@@ -867,17 +894,20 @@ def markdown(
             f" {suite.peak_rss_mib:.0f} MiB. Stored orders: {suite.stored_start:,} after the"
             f" import, {suite.stored_end:,} at the end.",
             "",
-            "| endpoint | stored orders | highest 2xx/s | of ceiling | p50 / p99 / p99.9 ms at half load | server CPU (cores) | server CPU per reply | wrk CPU (cores) |",
-            "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+            "| endpoint | stored orders | highest 2xx/s | of ceiling | p50 / p99 / p99.9 ms at half load | server CPU (cores) | server CPU per reply | PostgreSQL CPU (cores) | wrk CPU (cores) |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
         ]
         for row in endpoint_rows(suite):
             half = row["half"]
             lat = f"{half['p50']:.1f} / {half['p99']:.1f} / {half['p999']:.1f}" if half else "-"
             flag = " (targets reused!)" if row["wrapped"] else ""
+            db_cpu = f"{row['db_cpu']:.2f}" if suite.backend == "postgres" else "-"
             out.append(
                 f"| {row['endpoint']}{flag} | {row['stored']:,} | {row['highest']:,.0f} |"
                 f" {100 * row['ratio']:.1f} % | {lat} | {row['server_cpu']:.2f} |"
-                f" {cpu_per_reply(suite.runs, row['endpoint']):.0f} µs | {row['wrk_cpu']:.2f} |"
+                f" {cpu_per_reply(suite.runs, row['endpoint']):.0f} µs |"
+                f" {db_cpu} |"
+                f" {row['wrk_cpu']:.2f} |"
             )
         out.append("")
         out.append("Throughput at each offered load (2xx/s, p99 ms):")

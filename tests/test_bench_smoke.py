@@ -7,6 +7,7 @@ import argparse
 import json
 import shutil
 import sqlite3
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,3 +207,12 @@ def test_every_wrk_run_places_new_orders_and_cancels_orders_no_run_cancelled(
     with sqlite3.connect(tmp_path / "bench.db") as conn:
         cancelled = conn.execute("SELECT COUNT(*) FROM orders WHERE state = 'cancelled'")
         assert cancelled.fetchone()[0] >= sum(round(r.throughput * r.seconds) for r in deletes)
+
+
+def test_the_cpu_of_processes_is_counted_by_name() -> None:
+    """PostgreSQL's backends are counted by their name: this process is found by its own."""
+    sum(n * n for n in range(300_000))  # some CPU time of our own
+    name = Path("/proc/self/comm").read_text().strip()
+    mine = time.process_time()
+    assert harness.processes_cpu_seconds(name) >= mine - 0.05 > 0
+    assert harness.processes_cpu_seconds("no-such-process-name") == 0
