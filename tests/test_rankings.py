@@ -7,10 +7,12 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 
 from recotrack.settings import Settings
+from recotrack.store.rankings import rank_sellers, rank_together
 
 from .conftest import Clock, app_on
 from .support import Api, order_body
@@ -104,3 +106,12 @@ def test_kept_rankings_are_left_alone_by_the_cyclic_collector(api: Api) -> None:
     kept = [*rankings._together.values(), *rankings._ranked.values()]
     gc.collect()
     assert [part for ranked in kept for part in ranked if gc.is_tracked(part)] == []
+
+
+def test_a_ranking_is_sorted_by_score_then_key_and_read_up_to_its_limit() -> None:
+    ranked = rank_together([{"B": 2, "A": 2, "C": 5, "D": 0}, {"E": 1, "D": -1}])
+    assert ranked.best(10, set()) == [("C", 5), ("A", 2), ("B", 2), ("E", 1)]
+    assert ranked.best(2, {"C"}) == [("A", 2), ("B", 2)]
+    assert ranked.best(0, set()) == []
+    sellers = rank_sellers({"X": [3, Decimal("1.50")], "Y": [0, Decimal(0)]}, "revenue")
+    assert sellers.best(5, set()) == [("X", Decimal("1.50"))]

@@ -43,10 +43,10 @@ class Ranked(NamedTuple):
         scores = self.scores
         found: list[tuple[str, Any]] = []
         for key in self.order:
+            if len(found) >= limit:
+                break
             if key not in skip:
                 found.append((key, scores[key]))
-                if len(found) == limit:
-                    break
         return found
 
 
