@@ -75,6 +75,14 @@ class Gate:
         assert self.opened.wait(10)
 
 
+def gate_held(store: PostgresStore) -> Gate:
+    """A ``Gate`` submitted to ``store`` once it holds the writer."""
+    gate = Gate()
+    store.submit(gate)
+    assert gate.entered.wait(10)
+    return gate
+
+
 def order(order_no: str, *lines: tuple[str, int, str]) -> Order:
     subtotal = sum((Decimal(price) * qty for _, qty, price in lines), Decimal(0))
     return Order(
@@ -206,9 +214,7 @@ def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url
 
         holding = holder.submit(hold)
         assert held.wait(10)
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         first = store.submit(lambda repo: repo.set_meta("first", "1"))
         blocked = store.submit(lambda repo: (lock_key(repo, "X"), repo.set_meta("blocked", "1")))
         gate.opened.set()
@@ -224,9 +230,7 @@ def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url
 
 def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
     with one_writer(url) as (store, sizes):
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
 
         def refused(repo: Repository) -> None:
             repo.set_meta("k2", "written, then refused")
@@ -258,9 +262,7 @@ def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
 
 def test_one_transaction_takes_at_most_max_writes_so_order_locks_stay_few(url: str) -> None:
     with one_writer(url, max_batch=512) as (store, sizes):
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         futures = [
             store.submit(lambda repo, n=n: lock_key(repo, f"K{n}")) for n in range(MAX_WRITES + 10)
         ]
@@ -292,9 +294,7 @@ def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(url: str) -
 
 def test_a_full_write_queue_answers_overloaded(url: str) -> None:
     with one_writer(url, max_queue=2) as (store, _):
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         queued = [store.submit(lambda repo: repo.set_meta("k", "v")) for _ in range(2)]
         with pytest.raises(ApiError) as refused:
             store.submit(lambda repo: repo.set_meta("k", "lost"))
@@ -365,9 +365,7 @@ def test_an_error_in_a_writes_unread_statement_fails_that_write_not_the_next(url
     """The INSERT is sent without waiting for its outcome; the outcome is waited for before
     the next write starts, so the next write neither fails nor sees the failed one's change."""
     with one_writer(url) as (store, sizes):
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
 
         def bad(repo: Repository) -> None:
             repo.set_meta("bad", "written, then rolled back")
@@ -393,9 +391,7 @@ def test_a_unique_violation_in_a_writes_unread_insert_runs_it_again_after_the_wr
 ) -> None:
     with one_writer(url) as (store, sizes):
         store.write_sync(lambda repo: repo.set_meta("taken", "first"))
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         runs: list[int] = []
 
         def insert_once(repo: Repository) -> str | None:
@@ -433,9 +429,7 @@ def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_canc
                     )
                 )
             )
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         before = store.waits()
 
         def cancel(order_no: str) -> Callable[[Repository, Site], Cancelled]:
@@ -492,9 +486,7 @@ def test_in_one_batch_a_site_change_is_seen_by_the_writes_after_it_unless_rolled
             assert cancellations(repo) is True
             raise ApiError("OrderConflict", "refused")
 
-        gate = Gate()
-        store.submit(gate)
-        assert gate.entered.wait(10)
+        gate = gate_held(store)
         futures: list[Future[Any]] = [
             store.submit(cancellations),
             store.submit(lambda repo: update_site(repo, "shop", {"cancellations": False})),
