@@ -227,19 +227,12 @@ class Repository(ReadModel):
         self._insert_events(order, new_order=True)
 
     def update_order(self, order: Order, now: datetime, lines_replaced: bool) -> None:
-        money = self.db.dialect.money
         self.db.execute(
             "UPDATE orders SET state = ?, currency = ?, subtotal = ?, shipping = ?, total = ?,"
             " ordered_at = ?, day = ?, user_id = ?, customer_id = ?, crowd = ?,"
             " cancelled_whole = ?, updated_at = ? WHERE site = ? AND id = ?",
             (
-                order.state.value,
-                order.currency,
-                money(order.subtotal),
-                money(order.shipping),
-                money(order.total),
-                iso(order.ordered_at),
-                order.day,
+                *self._order_terms(order),
                 order.user_id,
                 order.customer_id,
                 int(order.crowd),
@@ -308,20 +301,13 @@ class Repository(ReadModel):
 
     def _order_row(self, order: Order, at: str) -> tuple[Any, ...]:
         """An order's values for ``_NEW_ORDER_COLUMNS``; ``at`` is when it is stored."""
-        money = self.db.dialect.money
         return (
             order.site,
             order.source,
             order.key_channel,
             order.order_no,
             order.channel,
-            order.state.value,
-            order.currency,
-            money(order.subtotal),
-            money(order.shipping),
-            money(order.total),
-            iso(order.ordered_at),
-            order.day,
+            *self._order_terms(order),
             order.session,
             order.cuid,
             order.user_id,
@@ -330,6 +316,20 @@ class Repository(ReadModel):
             int(order.cancelled_whole),
             at,
             at,
+        )
+
+    def _order_terms(self, order: Order) -> tuple[Any, ...]:
+        """State, currency, subtotal, shipping, total, ordered_at and day, as stored: the
+        columns an update rewrites, in the order both statements list them."""
+        money = self.db.dialect.money
+        return (
+            order.state.value,
+            order.currency,
+            money(order.subtotal),
+            money(order.shipping),
+            money(order.total),
+            iso(order.ordered_at),
+            order.day,
         )
 
     def _line_rows(self, order: Order) -> list[tuple[Any, ...]]:
