@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote_from_bytes, urlencode
+from urllib.parse import parse_qsl, quote_from_bytes, urlencode
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -402,6 +402,33 @@ def test_decode_form_gives_text_pairs_or_the_given_code(body: bytes) -> None:
 @given(pairs=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=10)), max_size=6))
 def test_decode_form_reads_back_what_a_browser_encodes(pairs: list[tuple[str, str]]) -> None:
     assert decode_form(urlencode(pairs).encode()) == pairs
+
+
+# Form text made of what the decoder treats specially: escapes whole, cut short or not hex,
+# backslashes (its own escape character), pluses, separators, and characters outside ASCII.
+FORM_PIECES = st.sampled_from(
+    ["%", "%2", "%41", "%7c", "%C3", "%A9", "%e2%82%ac", "%zz", "%5C", "\\", "\\x41", "+", "&", "="]
+    + ["a", "0", "f", "G", "é", "€", "\x00", "\n"]
+)
+
+
+@PARSERS
+@given(
+    body=st.one_of(
+        st.lists(FORM_PIECES, max_size=12).map("".join).map(str.encode),
+        st.text(max_size=40).map(str.encode),
+        st.binary(max_size=40),
+    )
+)
+@example(body=b"a=%C3%A9%zz&%&&b&=c+d&e=%5Cx41\\x41")
+def test_decode_form_gives_what_parse_qsl_gives(body: bytes) -> None:
+    """The decoder's own unquoting gives urllib's pairs, and fails where urllib fails."""
+    try:
+        expected: Any = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    except ValueError:
+        expected = "MissingOrMalformedParameter"
+    got = outcome(decode_form, body, "MissingOrMalformedParameter")
+    assert (got.code if isinstance(got, ApiError) else got) == expected
 
 
 def test_decode_form_takes_a_raw_or_an_encoded_bar_alike() -> None:

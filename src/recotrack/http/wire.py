@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from starlette.requests import Request
 
@@ -43,12 +44,39 @@ def media_type(request: Request) -> str:
 
 
 def decode_form(body: bytes, code: str = "MalformedJson") -> list[tuple[str, str]]:
-    """``application/x-www-form-urlencoded`` pairs; ``|`` may be raw or ``%7C``."""
+    """``application/x-www-form-urlencoded`` pairs; ``|`` may be raw or ``%7C``.
+
+    The same pairs as ``urllib.parse.parse_qsl(keep_blank_values=True, errors="strict")``
+    (a test compares the two), several times faster on a page's URL-encoded JSON: every field
+    separated by ``&``, empty ones skipped, a field without ``=`` a name with an empty value.
+    """
     try:
         text = body.decode("utf-8")
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except (UnicodeDecodeError, ValueError):
+        pairs = []
+        for field in text.split("&"):
+            if field:
+                name, _, value = field.partition("=")
+                pairs.append((_unquote_plus(name), _unquote_plus(value)))
+        return pairs
+    except ValueError:  # UnicodeDecodeError included
         raise ApiError(code, "the form body is not valid UTF-8 form encoding") from None
+
+
+def _unquote_plus(text: str) -> str:
+    r"""``urllib.parse.unquote_plus(text, errors="strict")``, with the ``%XX`` escapes decoded
+    in C (urllib loops over them in Python: 5 % of a rest.pagex request). Each backslash is
+    doubled and each ``%`` becomes ``\x``, so ``codecs.escape_decode`` sees no escapes but
+    ``\\`` and ``\xXX``. A ``%`` without two hex digits after it makes it fail; urllib, which
+    keeps such a ``%`` as it is, decodes that text instead."""
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    escaped = text.replace("\\", "\\\\").replace("%", "\\x").encode("utf-8")
+    try:
+        raw = codecs.escape_decode(escaped)[0]
+    except ValueError:
+        return unquote(text, errors="strict")
+    return raw.decode("utf-8")
 
 
 def load_json(raw: bytes | str, what: str = "the JSON") -> Any:
