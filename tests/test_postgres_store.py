@@ -29,6 +29,7 @@ from recotrack.store.postgres_writer import MAX_WRITES
 from recotrack.store.repository import Repository
 
 from .conftest import POSTGRES_URL, postgres_schema_url
+from .test_site_versions import cancellations, switch_on_then_refuse
 
 pytestmark = pytest.mark.skipif(
     not POSTGRES_URL, reason="PostgreSQL tests need RECOTRACK_TEST_POSTGRES_URL (.ci/run sets it)"
@@ -458,34 +459,12 @@ def test_held_cancellations_purged_by_a_pipelined_write_are_counted(url: str) ->
         assert store.write_sync(lambda repo: repo.purge_expired_held("shop", later)) == 0
 
 
-def test_a_site_change_through_one_store_is_seen_by_the_next_write_through_the_other(
-    two: tuple[PostgresStore, PostgresStore],
-) -> None:
-    a, b = two
-    make_shop(a)
-
-    def cancellations(repo: Repository) -> bool:
-        return load_site(repo, "shop").settings.cancellations
-
-    assert b.write_sync(cancellations) is True  # b's writer has the site cached now
-    a.write_sync(lambda repo: update_site(repo, "shop", {"cancellations": False}))
-    assert b.write_sync(cancellations) is False
-
-
 def test_in_one_batch_a_site_change_is_seen_by_the_writes_after_it_unless_rolled_back(
     url: str,
 ) -> None:
+    """As in ``test_site_versions``, with one writer held so that the five are one batch."""
     with one_writer(url) as (store, sizes):
         make_shop(store)
-
-        def cancellations(repo: Repository) -> bool:
-            return load_site(repo, "shop").settings.cancellations
-
-        def switch_on_then_refuse(repo: Repository) -> None:
-            update_site(repo, "shop", {"cancellations": True})
-            assert cancellations(repo) is True
-            raise ApiError("OrderConflict", "refused")
-
         gate = gate_held(store)
         futures: list[Future[Any]] = [
             store.submit(cancellations),

@@ -56,7 +56,7 @@ from ..domain.sites import Site
 from ..domain.stats import Delta
 from .db import Db, StoreError
 from .port import Work
-from .repository import SITES_VERSION, Repository
+from .repository import WriterRepository
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -93,38 +93,12 @@ def store_error(message: str, cause: BaseException) -> StoreError:
     return error
 
 
-class _BatchRepository(Repository):
-    """The writers' repository: read-model changes are collected per write, to be applied
-    once for the whole transaction (nothing in a write reads the statistics back); the sites
-    version is read once per transaction (see the module's docstring)."""
-
-    def __init__(self, db: Db, sites: dict[str, tuple[str, Site]]) -> None:
-        super().__init__(db, site_cache=sites)
-        self.changes: list[tuple[str, Delta]] = []
-        self._sites_version: str | None = None
-        self._version_known = False
-        self._sites_changed_here = False
-
-    def get_meta(self, key: str) -> str | None:
-        if key != SITES_VERSION or self._sites_changed_here:
-            return super().get_meta(key)
-        if not self._version_known:
-            self._sites_version = super().get_meta(key)
-            self._version_known = True
-        return self._sites_version
-
-    def set_meta(self, key: str, value: str) -> None:
-        if key == SITES_VERSION:
-            # Its own change may yet be rolled back with its write: read it each time.
-            self._sites_changed_here = True
-        super().set_meta(key, value)
-
-    def apply(self, site: str, change: Delta) -> None:
-        self.changes.append((site, change))
+class _BatchRepository(WriterRepository):
+    """The writers' repository, made anew for each transaction."""
 
     def flush(self, totals: dict[str, Delta]) -> None:
         for site in sorted(totals):
-            super().apply(site, totals[site].pruned())
+            self.write_statistics(site, totals[site].pruned())
 
 
 class Writer:

@@ -538,6 +538,49 @@ class Repository(ReadModel):
         )
 
 
+class WriterRepository(Repository):
+    """A writer's repository, for one transaction at a time (``new_transaction``).
+
+    Read-model changes are collected per write (``changes``), for the store to sum and apply
+    once before the commit: nothing in a write reads the statistics back. The sites version is
+    read once per transaction: every write of a batch was queued before its transaction began,
+    so the version read then is at least as new as the one each request would have read
+    itself. A transaction that changes a site reads the version afresh for the rest of it.
+    """
+
+    def __init__(self, db: Db, sites: dict[str, tuple[str, Site]]) -> None:
+        super().__init__(db, site_cache=sites)
+        self.changes: list[tuple[str, Delta]] = []
+        self.new_transaction()
+
+    def new_transaction(self) -> None:
+        self.changes = []
+        self._sites_version: str | None = None
+        self._version_known = False
+        self._sites_changed_here = False
+
+    def get_meta(self, key: str) -> str | None:
+        if key != SITES_VERSION or self._sites_changed_here:
+            return super().get_meta(key)
+        if not self._version_known:
+            self._sites_version = super().get_meta(key)
+            self._version_known = True
+        return self._sites_version
+
+    def set_meta(self, key: str, value: str) -> None:
+        if key == SITES_VERSION:
+            # Its own change may yet be rolled back with its write: read it each time.
+            self._sites_changed_here = True
+        super().set_meta(key, value)
+
+    def apply(self, site: str, change: Delta) -> None:
+        self.changes.append((site, change))
+
+    def write_statistics(self, site: str, change: Delta) -> None:
+        """Write ``change`` to the read-model tables now: the store's summed changes."""
+        Repository.apply(self, site, change)
+
+
 def _add(postgres: bool, left: str, right: str) -> str:
     return f"{left} + {right}" if postgres else f"dec_add({left}, {right})"
 

@@ -33,7 +33,7 @@ from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
 from .port import Store, T, Work, enqueue, overloaded
 from .rankings import STAMP_KEY, Rankings
-from .repository import Repository
+from .repository import Repository, WriterRepository
 from .schema import SQLITE
 
 _STOP = object()
@@ -91,20 +91,15 @@ def migrate(conn: sqlite3.Connection) -> int:
 WRITER_CACHE_KIB = 65_536
 
 
-class _BatchRepository(Repository):
-    """The writer's repository: read-model changes are collected per write and applied once
-    per transaction, summed, just before it commits (nothing in a write reads the statistics
-    back). A write that fails takes its changes with it. A transaction that changes statistics
-    gets a new stamp (``recotrack.store.rankings``)."""
+class _BatchRepository(WriterRepository):
+    """The writer's repository: the read-model changes of a transaction are summed and applied
+    just before it commits. A write that fails takes its changes with it. A transaction that
+    changes statistics gets a new stamp (``recotrack.store.rankings``)."""
 
     def __init__(self, db: Db, site_cache: dict[str, Any]) -> None:
-        super().__init__(db, site_cache=site_cache)
-        self.changes: list[tuple[str, Delta]] = []
+        super().__init__(db, site_cache)
         self._tag = secrets.token_hex(8)  # this writer's stamps, unique among processes
         self._commits = 0
-
-    def apply(self, site: str, change: Delta) -> None:
-        self.changes.append((site, change))
 
     def flush(self) -> tuple[str, str, dict[str, Delta]] | None:
         """Write the summed changes; (stamp replaced, new stamp, totals), or None if none."""
@@ -119,7 +114,7 @@ class _BatchRepository(Repository):
         if not totals:
             return None
         for site in sorted(totals):
-            super().apply(site, totals[site])
+            self.write_statistics(site, totals[site])
         replaced = self._stamp()
         self._commits += 1
         stamp = f"{self._tag}-{self._commits}"
@@ -295,7 +290,7 @@ class SqliteStore(Store):
         the whole batch: it is rolled back and raised."""
         conn, repo = self._writer_conn, self._repo
         outcomes: list[tuple[Any, bool, Any]] = []
-        repo.changes.clear()
+        repo.new_transaction()
         try:
             for work, future in batch:
                 conn.execute("SAVEPOINT w")
