@@ -352,19 +352,15 @@ class Repository(ReadModel):
     def _insert_events(self, order: Order, new_order: bool = False) -> None:
         if not order.new_events:
             return
-        seq, next_seq = 0, "?"  # an order inserted just now has no history yet
-        found_by_insert = not new_order and self.db.dialect.postgres
-        if found_by_insert:  # pipelined there: no read to wait for, each insert finds its seq
+        # An order inserted just now has no history: its events are numbered from 1. Otherwise
+        # each insert finds its own number, with no read first (one statement less; on
+        # PostgreSQL, in pipeline mode, no result to wait for).
+        next_seq = "?"
+        if not new_order:
             next_seq = (
                 "(SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events"
                 " WHERE site = ? AND order_id = ?)"
             )
-        elif not new_order:
-            row = self.db.one(
-                "SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE site = ? AND order_id = ?",
-                (order.site, order.id),
-            )
-            seq = int(row[0])
         self.conn_executemany(
             "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
             f" reason, detail) VALUES (?, ?, {next_seq}, ?, ?, ?, ?, ?, ?, ?)",
@@ -372,7 +368,7 @@ class Repository(ReadModel):
                 (
                     order.site,
                     order.id,
-                    *((order.site, order.id) if found_by_insert else (seq + n,)),
+                    *((n,) if new_order else (order.site, order.id)),
                     e.kind,
                     iso(e.at),
                     e.channel,
