@@ -83,7 +83,8 @@ async def rest_pagex(request: Request) -> Response:
 async def cancel_pagex(request: Request) -> Response:
     ctx = Context.of(request)
     version = check_version(request)
-    query = list(request.query_params.multi_items())
+    # Most cancellations come as a form body: an empty query string is not parsed.
+    query = list(request.query_params.multi_items()) if request.scope["query_string"] else []
     form: list[tuple[str, str]] = []
     problem = None
     body = await read_body(request) if request.method == "POST" else b""
