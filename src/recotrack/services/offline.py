@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from ..domain.errors import ApiError
@@ -41,14 +40,9 @@ def place_offline(repo: Repository, request: OfflineOrder, now: datetime) -> Pla
     site = authenticate(repo, request.auth)
     require(request.problem)
     assert request.order is not None
-    order = replace(
-        request.order,
-        site=site.name,
-        channel=request.auth.channel,
-        crowd=site.settings.offline_orders_affect_crowd,
-        lines=[replace(line) for line in request.order.lines],
-        new_events=[],
-    )
+    order = request.order.copy()
+    order.site, order.channel = site.name, request.auth.channel
+    order.crowd = site.settings.offline_orders_affect_crowd
     placed = place_order(repo, site, order, now)
     if placed.outcome == CONFLICT:
         raise ApiError(

@@ -3,7 +3,7 @@ and the recommendations a page gets back."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from ..domain.errors import ApiError, Warning_
@@ -61,16 +61,10 @@ def track_page(repo: Repository, page: PageView, now: datetime) -> PageResult:
     repo.save_session(session)
     result = PageResult(session, warnings=[Warning_(c, m) for c, m in page.warnings])
     if page.order is not None:
-        order = replace(
-            page.order,
-            site=site.name,
-            session=session.id,
-            cuid=session.cuid,
-            user_id=page.order.user_id or session.user_id,
-            ordered_at=now,
-            lines=[replace(line) for line in page.order.lines],
-            new_events=[],
-        )
+        order = page.order.copy()
+        order.site, order.session, order.cuid = site.name, session.id, session.cuid
+        order.user_id = order.user_id or session.user_id
+        order.ordered_at = now
         result.placed = place_order(repo, site, order, now)
         result.warnings.extend(result.placed.warnings)
     return result

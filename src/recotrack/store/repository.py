@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -583,7 +582,7 @@ def _add(postgres: bool, left: str, right: str) -> str:
 
 def _copy_site(site: Site) -> Site:
     """Services may change the site they load (settings, tokens): never the cached one."""
-    return replace(site, token_hashes=dict(site.token_hashes))
+    return Site(site.name, site.settings, site.created_at, dict(site.token_hashes))
 
 
 def _settings_json(settings: SiteSettings) -> str:
