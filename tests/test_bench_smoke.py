@@ -4,6 +4,7 @@ that ``recotrack import`` takes what it writes), the reference app and the repor
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from bench import instructions
 from bench import run as harness
 from bench.reference_app import app as reference_app
 from bench.workload import Config, Workload, write_jsonl
@@ -125,8 +127,10 @@ def test_the_reference_app_parses_the_cancel_form_and_answers_like_cancel_pagex(
 
 
 def test_the_report_has_the_figures_of_each_run(tmp_path: Path) -> None:
-    suite = harness.Suite("sqlite", 10_000, 1, ceiling=10_000.0)
-    suite.ceiling_runs = [harness.Run("ceiling", -1, 4, 10_000, 1, 2, 3, 0, 0, 0.5, 1.0)]
+    suite = harness.Suite("sqlite", 10_000, 1, ceiling=10_000.0, ceiling_before=1)
+    suite.ceiling_runs = [  # one before the endpoints, one after
+        harness.Run("ceiling", -1, 4, rate, 1, 2, 3, 0, 0, 0.5, 1.0) for rate in (9_000, 11_000)
+    ]
     for endpoint, top in (("cancel.pagex", 3000.0), ("recs top-sellers", 6000.0)):
         suite.runs += [
             harness.Run(endpoint, 1000, 4, 990, 1.5, 4.0, 9.0, 0, 0, 0.1, 0.4, 10_000),
@@ -150,7 +154,8 @@ def test_the_report_has_the_figures_of_each_run(tmp_path: Path) -> None:
     text = harness.markdown([suite], info, args, [])
     assert "| cancel.pagex | 10,000 | 3,000 | 30.0 % | 2.0 / 6.5 / 12.0 |" in text
     assert "| recs top-sellers | 10,000 | 6,000 | 60.0 % |" in text
-    assert "**10,000** requests/s" in text
+    assert "**10,000** requests/s (median of 2: 1 before the endpoints, median 9,000/s," in text
+    assert "and 1 after, 11,000/s;" in text
     json.dumps([harness.asdict(suite)])  # the results file can be written
 
 
@@ -216,3 +221,23 @@ def test_the_cpu_of_processes_is_counted_by_name() -> None:
     mine = time.process_time()
     assert harness.processes_cpu_seconds(name) >= mine - 0.05 > 0
     assert harness.processes_cpu_seconds("no-such-process-name") == 0
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "cancelled", "stored"),
+    [
+        ("cancel", 30, instructions.PLACED),
+        ("order", 0, instructions.PLACED + 30),
+        ("top-sellers", 0, instructions.PLACED),
+    ],
+)
+def test_the_instruction_counter_drives_each_endpoint_with_requests_that_succeed(
+    tmp_path: Path, endpoint: str, cancelled: int, stored: int
+) -> None:
+    """What callgrind counts must be the work asked for: every request answered 200, each
+    cancellation cancelling a placed order, each order page storing a new one."""
+    database = tmp_path / "recotrack.db"
+    assert asyncio.run(instructions.drive(endpoint, 30, database)) == {200: 30}
+    with sqlite3.connect(database) as conn:
+        states = Counter(dict(conn.execute("SELECT state, COUNT(*) FROM orders GROUP BY state")))
+    assert (states["cancelled"], sum(states.values())) == (cancelled, stored)
