@@ -7,7 +7,8 @@ For each backend (SQLite; PostgreSQL when its URL is given) and each store size 
 1. makes a fresh database, a site with cancellations on, and imports ``size`` orders of the
    grocery workload (``bench.workload``) with ``recotrack import`` (timed: the import figures);
 2. starts the reference server (``bench.reference_app``: same stack, no database work) and
-   measures the ceiling with the cancel-shaped request, then stops it;
+   measures the ceiling with the cancel-shaped request, then stops it; it does so again after
+   the endpoints (step 3), and the ceiling is the median of both sets of runs;
 3. starts ``recotrack serve`` on that database and drives each endpoint with wrk: a probe as
    fast as it goes, then fixed offered loads (a quarter to all of the probe), then the highest
    throughput and the latency at half of it, each ``--repeats`` times (medians reported);
@@ -338,6 +339,7 @@ class Suite:
     workers: int
     ceiling: float = 0.0
     ceiling_runs: list[Run] = field(default_factory=list)
+    ceiling_before: int = 0  # how many of ceiling_runs came before the endpoints (0: all)
     runs: list[Run] = field(default_factory=list)
     import_seconds: float = 0.0
     import_lines_per_s: float = 0.0
@@ -554,8 +556,8 @@ def run_suite(
         if backend == "postgres":  # on this machine: its backends share the cores
             load.database = "postgres"
         suite.ceiling_runs = ceiling(args, load, workers)
-        suite.ceiling = statistics.median(r.throughput for r in suite.ceiling_runs)
-        log(f"ceiling (reference app, --workers {workers}): {suite.ceiling:,.0f}/s")
+        suite.ceiling_before = len(suite.ceiling_runs)
+        log(f"ceiling before (reference app, --workers {workers}): {median_of(suite.ceiling_runs)}")
 
         command = [RECOTRACK, "serve", "--workers", str(workers), "--database", url]
         with serving(command) as (base, proc):
@@ -591,6 +593,12 @@ def run_suite(
                 suite.runs += runs
                 estimates[endpoint] = max(r.throughput for r in runs)
             suite.peak_rss_mib = sampler.stop()
+        # Measured again once the server has stopped: the machine's speed drifts, and every
+        # ratio is to the median of the runs before and after the endpoints.
+        after = ceiling(args, load, workers)
+        log(f"ceiling after: {median_of(after)}")
+        suite.ceiling_runs += after
+        suite.ceiling = statistics.median(r.throughput for r in suite.ceiling_runs)
         suite.stored_end = stored_orders(url)
         log(f"peak RSS of the server: {suite.peak_rss_mib:.0f} MiB")
 
@@ -623,6 +631,21 @@ def ceiling(args: argparse.Namespace, load: Load, workers: int) -> list[Run]:
             runs.append(load.wrk("ceiling", 0, args.seconds))
     load.base, load.server_pid, load.scripts = saved
     return runs
+
+
+def median_of(runs: list[Run]) -> str:
+    return f"{statistics.median(r.throughput for r in runs):,.0f}/s"
+
+
+def ceiling_runs_text(suite: Suite) -> str:
+    """How the ceiling was measured: runs before the endpoints and (since session 4) after."""
+    runs, before = suite.ceiling_runs, suite.ceiling_before
+    if not 0 < before < len(runs):
+        return f"median of {len(runs)}"
+    return (
+        f"median of {len(runs)}: {before} before the endpoints, median {median_of(runs[:before])},"
+        f" and {len(runs) - before} after, {median_of(runs[before:])}"
+    )
 
 
 def make_sessions(base: str, client_token: str, work: Path) -> str:
@@ -859,7 +882,9 @@ def markdown(
         "grocery workload (`bench/workload.py`) with `recotrack import`, measures the ceiling",
         "with the reference app (`bench/reference_app.py`: Starlette on granian, the same",
         "cancel-shaped form parsed by recotrack's own parser, no database), then drives",
-        "`recotrack serve` with wrk (`bench/lua/*.lua`). Offered loads are held with a",
+        "`recotrack serve` with wrk (`bench/lua/*.lua`), then measures the ceiling again: the",
+        "machine's speed drifts, and each ratio is to the median of the runs before and after.",
+        "Offered loads are held with a",
         "wrk2-style schedule in Lua; latency is wrk's (from sending a request to its reply).",
         f"Each highest-throughput and half-load figure is the median of {args.repeats} runs of",
         f"{args.seconds} s with {args.connections} connections over {args.wrk_threads} wrk",
@@ -885,8 +910,7 @@ def markdown(
             f"## {suite.backend}, {suite.size:,} orders imported (`--workers {suite.workers}`)",
             "",
             f"Ceiling (reference app, `--workers {suite.workers}`): **{suite.ceiling:,.0f}"
-            "** requests/s (median of"
-            f" {len(suite.ceiling_runs)}; wrk used"
+            f"** requests/s ({ceiling_runs_text(suite)}; wrk used"
             f" {statistics.median(r.wrk_cpu for r in suite.ceiling_runs):.2f} cores).",
             f"Import of {suite.import_records:,} records: {suite.import_seconds:.1f} s,"
             f" {suite.import_lines_per_s:,.0f} order lines/s, peak RSS"
