@@ -549,6 +549,7 @@ class WriterRepository(Repository):
         self.new_transaction()
 
     def new_transaction(self) -> None:
+        """Forget what the last transaction collected and read."""
         self.changes = []
         self._sites_version: str | None = None
         self._version_known = False
