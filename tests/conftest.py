@@ -99,3 +99,10 @@ def app_on(settings: Settings, clock: Clock) -> Iterator[Api]:
             yield Api(client, store, clock)
     finally:
         store.close()
+
+
+@pytest.fixture
+def other(settings: Settings, clock: Clock) -> Iterator[Api]:
+    """A second server on the same database (another process, another replica)."""
+    with app_on(settings, clock) as api:
+        yield api

@@ -5,7 +5,6 @@ so these tests read them through one server while other servers and threads writ
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -16,13 +15,6 @@ from recotrack.store.rankings import rank_sellers, rank_together
 
 from .conftest import Clock, app_on
 from .support import Api, order_body
-
-
-@pytest.fixture
-def other(settings: Settings, clock: Clock) -> Iterator[Api]:
-    """A second server on the same database (another process, another replica)."""
-    with app_on(settings, clock) as api:
-        yield api
 
 
 def figures(api: Api) -> tuple[object, ...]:

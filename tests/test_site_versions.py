@@ -4,31 +4,19 @@ of a site is seen by the next write, in the same batch or through another server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 from recotrack.domain.errors import ApiError
 from recotrack.domain.sites import SiteSettings
 from recotrack.services.sites import create_site, load_site, update_site
-from recotrack.settings import Settings
 from recotrack.store import Store
 from recotrack.store.repository import Repository
 from recotrack.store.sqlite import SqliteStore
 
-from .conftest import Clock, app_on
 from .support import AUTH, Api, order_body
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def other(settings: Settings, clock: Clock) -> Iterator[Api]:
-    """A second server on the same database (another process, another replica)."""
-    with app_on(settings, clock) as api:
-        yield api
 
 
 def cancellations(repo: Repository) -> bool:
