@@ -557,6 +557,7 @@ def run_suite(
             load.database = "postgres"
         suite.ceiling_runs = ceiling(args, load, workers)
         suite.ceiling_before = len(suite.ceiling_runs)
+        suite.ceiling = statistics.median(r.throughput for r in suite.ceiling_runs)
         log(f"ceiling before (reference app, --workers {workers}): {median_of(suite.ceiling_runs)}")
 
         command = [RECOTRACK, "serve", "--workers", str(workers), "--database", url]
@@ -594,7 +595,8 @@ def run_suite(
                 estimates[endpoint] = max(r.throughput for r in runs)
             suite.peak_rss_mib = sampler.stop()
         # Measured again once the server has stopped: the machine's speed drifts, and every
-        # ratio is to the median of the runs before and after the endpoints.
+        # ratio is to the median of the runs before and after the endpoints (until then, of
+        # those before: a suite cut short still reports its ratios).
         after = ceiling(args, load, workers)
         log(f"ceiling after: {median_of(after)}")
         suite.ceiling_runs += after

@@ -545,12 +545,11 @@ class WriterRepository(Repository):
 
     def __init__(self, db: Db, sites: dict[str, tuple[str, Site]]) -> None:
         super().__init__(db, site_cache=sites)
-        self.changes: list[tuple[str, Delta]] = []
         self.new_transaction()
 
     def new_transaction(self) -> None:
         """Forget what the last transaction collected and read."""
-        self.changes = []
+        self.changes: list[tuple[str, Delta]] = []
         self._sites_version: str | None = None
         self._version_known = False
         self._sites_changed_here = False
