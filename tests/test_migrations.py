@@ -288,3 +288,20 @@ def test_the_channel_mismatch_lookup_reads_one_index_range(tmp_path: Any) -> Non
         query = next(s for s in statements if "FROM orders" in s)
         plan = " ".join(str(row[-1]) for row in db.all(f"EXPLAIN QUERY PLAN {query}"))
     assert "USING INDEX orders_by_number" in plan, plan
+
+
+def test_a_buyers_lines_are_read_from_the_key_order_of_order_lines(tmp_path: Any) -> None:
+    """Version 4: order lines live in their primary key's order (SQLite), so the recommendation
+    read of what a buyer bought finds each order's lines with one search, not a key lookup then
+    a row lookup per line."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    open_store(Settings(database_url=url)).close()
+    with raw_db(url) as db:
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        assert Repository(db).live_bought("shop", cuid="c-1", session="s-1") == set()
+        db.conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        query = next(s for s in statements if "FROM orders" in s)
+        plan = [str(row[-1]) for row in db.all(f"EXPLAIN QUERY PLAN {query}")]
+    lines = [step for step in plan if step.startswith("SEARCH l ")]
+    assert lines == ["SEARCH l USING PRIMARY KEY (site=? AND order_id=?)"], plan

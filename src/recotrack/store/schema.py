@@ -105,6 +105,27 @@ _INDEXES_2 = (
 _INDEXES_3 = ("CREATE INDEX orders_by_number ON orders (site, order_no)",)
 
 
+# Version 4, SQLite only: order lines and events stored in their primary key's order (``WITHOUT
+# ROWID``). A rowid table keeps its key in a second B-tree, so every line written was two
+# inserts, and every line read (a cancellation, a buyer's history on each page) a key lookup
+# then a row lookup. PostgreSQL's tables are heaps beside their key index either way: its
+# version 4 changes nothing. The tables are copied whole, columns in the same order.
+def _clustered_4(dialect: str) -> tuple[str, ...]:
+    if dialect != SQLITE:
+        return ()
+    statements: list[str] = []
+    for table, key in (("order_lines", "line_no"), ("order_events", "seq")):
+        made = next(ddl for ddl in _ddl(SQLITE) if ddl.startswith(f"CREATE TABLE {table} "))
+        statements += [
+            made.replace(f"CREATE TABLE {table} ", f"CREATE TABLE {table}_4 ")
+            + " WITHOUT ROWID",
+            f"INSERT INTO {table}_4 SELECT * FROM {table} ORDER BY site, order_id, {key}",
+            f"DROP TABLE {table}",
+            f"ALTER TABLE {table}_4 RENAME TO {table}",
+        ]
+    return tuple(statements)
+
+
 def migrations(dialect: str) -> list[Migration]:
     """Every migration in order; version N brings a database from N-1 to N.
 
@@ -115,7 +136,8 @@ def migrations(dialect: str) -> list[Migration]:
         Migration(1, "orders, cancellations and the read model", _ddl(dialect)),
         Migration(2, "indexes for orders by state and held cancellations by expiry", _INDEXES_2),
         Migration(3, "index for orders by number, whatever their channel", _INDEXES_3),
+        Migration(4, "order lines and events kept in key order (SQLite)", _clustered_4(dialect)),
     ]
 
 
-LATEST = 3
+LATEST = 4
