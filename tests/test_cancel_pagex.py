@@ -479,6 +479,7 @@ def test_cancel_auth_session_takes_only_a_live_session_issued_for_this_site(
     site, buyer = _placed(api)
     other_site = api.create_site("othersite")
     api.place(site, order_body("SECOND", ("P1", 1, "1")), **buyer)
+    api.place(site, order_body("THIRD", ("P1", 1, "1")), **buyer)
     refused = "session is not an active session of site 'mysite'; cancel in a session this server issued (cancelAuth is session)"
     made_up = {"session": VENDOR_SESSION, "cuid": buyer["cuid"]}
     assert fail(cancel(api, "mysite", made_up, ORDER_NO), 401, "SessionNotRecognized") == refused
@@ -489,9 +490,11 @@ def test_cancel_auth_session_takes_only_a_live_session_issued_for_this_site(
     assert api.order("mysite", ORDER_NO)["state"] == "placed"
     clock.advance(seconds=14400)  # exactly the maximum age: still live
     _ok(cancel(api, "mysite", buyer, ORDER_NO), buyer, "cancelled")
+    clock.advance(seconds=14400)  # the cancellation kept the session live
+    _ok(cancel(api, "mysite", buyer, "SECOND"), buyer, "cancelled", "SECOND")
     clock.advance(seconds=14400, microseconds=1)
-    fail(cancel(api, "mysite", buyer, "SECOND"), 401, "SessionNotRecognized")
-    assert api.order("mysite", "SECOND")["state"] == "placed"
+    fail(cancel(api, "mysite", buyer, "THIRD"), 401, "SessionNotRecognized")
+    assert api.order("mysite", "THIRD")["state"] == "placed"
     api.assert_consistent()
 
 

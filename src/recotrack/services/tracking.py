@@ -96,15 +96,13 @@ def cancel_online(
     session_id = canonical_session(cancel.session)
     mode = site.settings.cancel_auth
     if mode in ("session", "token"):
-        session = repo.get_session(site.name, session_id)
-        if session is None or session.expired(now, site.settings.session_max_age_seconds):
+        oldest = now - timedelta(seconds=site.settings.session_max_age_seconds)
+        if not repo.touch_session(site.name, session_id, now, oldest):
             raise ApiError(
                 "SessionNotRecognized",
                 f"session is not an active session of site {site.name!r}; cancel in a session"
                 " this server issued (cancelAuth is " + mode + ")",
             )
-        session.last_seen = now
-        repo.save_session(session)
     if mode == "token" and not site.any_client_token_matches(cancel.client_token):
         raise ApiError(
             "InvalidClientToken",

@@ -165,6 +165,15 @@ class Repository(ReadModel):
             ),
         )
 
+    def touch_session(self, site: str, session_id: str, now: datetime, oldest: datetime) -> bool:
+        """Mark the session seen at ``now`` if it was last seen at ``oldest`` or later; whether
+        it was (one statement: a cancellation needs no more of the session)."""
+        sql = "UPDATE sessions SET last_seen = ? WHERE site = ? AND id = ? AND last_seen >= ?"
+        params = (iso(now), site, session_id, iso(oldest))
+        if self.db.dialect.postgres:  # a pipelined statement's row count is not waited for
+            return self.db.one(sql + " RETURNING 1", params) is not None
+        return int(self.db.execute(sql, params).rowcount) == 1
+
     # -- orders --------------------------------------------------------------------------
 
     def lock_order_key(self, site: str, source: str, channel_key: str, order_no: str) -> None:
@@ -246,6 +255,11 @@ class Repository(ReadModel):
                 "DELETE FROM order_lines WHERE site = ? AND order_id = ?", (order.site, order.id)
             )
             self._insert_lines(order)
+        elif all(line.cancelled == line.qty for line in order.lines):  # e.g. a whole cancel
+            self.db.execute(
+                "UPDATE order_lines SET cancelled = qty WHERE site = ? AND order_id = ?",
+                (order.site, order.id),
+            )
         else:
             self.conn_executemany(
                 "UPDATE order_lines SET cancelled = ? WHERE site = ? AND order_id = ?"
