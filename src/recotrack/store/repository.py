@@ -168,11 +168,13 @@ class Repository(ReadModel):
     def touch_session(self, site: str, session_id: str, now: datetime, oldest: datetime) -> bool:
         """Mark the session seen at ``now`` if it was last seen at ``oldest`` or later; whether
         it was (one statement: a cancellation needs no more of the session)."""
-        sql = "UPDATE sessions SET last_seen = ? WHERE site = ? AND id = ? AND last_seen >= ?"
-        params = (iso(now), site, session_id, iso(oldest))
-        if self.db.dialect.postgres:  # a pipelined statement's row count is not waited for
-            return self.db.one(sql + " RETURNING 1", params) is not None
-        return int(self.db.execute(sql, params).rowcount) == 1
+        return (
+            self.db.changed(
+                "UPDATE sessions SET last_seen = ? WHERE site = ? AND id = ? AND last_seen >= ?",
+                (iso(now), site, session_id, iso(oldest)),
+            )
+            == 1
+        )
 
     # -- orders --------------------------------------------------------------------------
 
