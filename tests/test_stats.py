@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from recotrack.domain.orders import ONLINE, Line, Order
-from recotrack.domain.stats import Delta, Report, delta
+from recotrack.domain.stats import Delta, Report, add_by_site, delta, to_write
 
 DAY = "2026-11-20"
 
@@ -82,3 +82,23 @@ def test_merging_sums_entry_by_entry() -> None:
         {DAY: (2, 4, "7.30", 0, "0.00")},
     )
     assert Report() + Report(1) == Report(1)
+
+
+def test_a_batch_writes_each_site_once_and_only_what_adds_something() -> None:
+    """A writer sums its batch's changes by site; a site whose changes cancel out is not
+    written at all (no statement, no new stamp), and the others in site order, pruned."""
+    placed = delta(None, order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)))
+    withdrawn = delta(order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)), None)
+    totals: dict[str, Delta] = {}
+    add_by_site(totals, [("zeta", placed), ("alpha", placed), ("zeta", withdrawn)])
+    add_by_site(totals, [("alpha", placed)])
+    written = to_write(totals)
+    assert list(written) == ["alpha"]
+    assert shown(written["alpha"]) == shown(
+        Delta(
+            {(DAY, "P1"): (2, Decimal("5.00")), (DAY, "P2"): (2, Decimal("2.00"))},
+            {("P1", "P2"): 2, ("P2", "P1"): 2},
+            {DAY: Report(2, 4, Decimal("7.00"), 0, Decimal("0.00"))},
+        )
+    )
+    assert not to_write({"zeta": totals["zeta"]}) and not Delta()

@@ -50,7 +50,7 @@ from typing import IO, Any
 from .domain.errors import ApiError
 from .domain.orders import OFFLINE, CancelItem, HeldCancel, Order
 from .domain.sites import Site
-from .domain.stats import Delta
+from .domain.stats import Delta, add_by_site, to_write
 from .import_records import Chunk, Key, Record, decode, parse_chunk
 from .services.orders import (
     CONFLICT,
@@ -197,16 +197,10 @@ class BulkRepository(Repository):
         """At the end of the batch: the rows still waiting, then the summed statistics."""
         self._write_rows()
         totals: dict[str, Delta] = {}
-        for site, change in self.changes:
-            total = totals.get(site)
-            if total is None:
-                total = totals[site] = Delta()
-            total.merge(change)
+        add_by_site(totals, self.changes)
         self.changes.clear()
-        for site in sorted(totals):
-            total = totals[site].pruned()
-            if total.products or total.pairs or total.days:
-                self.outer.apply(site, total)
+        for site, total in to_write(totals).items():
+            self.outer.apply(site, total)
 
     def _before_statement(self) -> None:
         """Whatever runs next sees every order placed so far, and the current record's

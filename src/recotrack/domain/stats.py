@@ -8,6 +8,7 @@ can only differ if a change was lost.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import permutations
@@ -123,6 +124,9 @@ class Delta:
         for day, report in change.days.items():
             days[day] = days.get(day, _NO_REPORT) + report
 
+    def __bool__(self) -> bool:
+        return bool(self.products or self.pairs or self.days)
+
     def pruned(self) -> Delta:
         """The same delta without entries that add nothing."""
         return Delta(
@@ -144,3 +148,18 @@ def delta(before: Order | None, after: Order | None) -> Delta:
         # each pair counts once, and its day counts it as an order or as cancelled.
         return change
     return change.pruned()
+
+
+def add_by_site(totals: dict[str, Delta], changes: Iterable[tuple[str, Delta]]) -> None:
+    """Add each (site, change) to its site's total in ``totals``."""
+    for site, change in changes:
+        total = totals.get(site)
+        if total is None:
+            total = totals[site] = Delta()
+        total.merge(change)
+
+
+def to_write(totals: dict[str, Delta]) -> dict[str, Delta]:
+    """The sites whose totals add something, each without the entries that add nothing, in
+    site order (the order their rows are written and locked in)."""
+    return {site: total for site in sorted(totals) if (total := totals[site].pruned())}

@@ -53,7 +53,7 @@ import psycopg
 from psycopg import errors as pg
 
 from ..domain.sites import Site
-from ..domain.stats import Delta
+from ..domain.stats import Delta, add_by_site, to_write
 from .db import Db, StoreError
 from .port import Work
 from .repository import WriterRepository
@@ -97,8 +97,8 @@ class _BatchRepository(WriterRepository):
     """The writers' repository, made anew for each transaction."""
 
     def flush(self, totals: dict[str, Delta]) -> None:
-        for site in sorted(totals):
-            self.write_statistics(site, totals[site].pruned())
+        for site, total in to_write(totals).items():
+            self.write_statistics(site, total)
 
 
 class Writer:
@@ -235,8 +235,7 @@ class Writer:
                 send("RELEASE SAVEPOINT w")
                 outcomes.append((future, False, error))
             else:
-                for site, change in repo.changes:
-                    totals.setdefault(site, Delta()).merge(change)
+                add_by_site(totals, repo.changes)
                 outcomes.append((future, True, result))
         try:
             if bounded_wait:

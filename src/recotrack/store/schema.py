@@ -117,8 +117,7 @@ def _clustered_4(dialect: str) -> tuple[str, ...]:
     for table, key in (("order_lines", "line_no"), ("order_events", "seq")):
         made = next(ddl for ddl in _ddl(SQLITE) if ddl.startswith(f"CREATE TABLE {table} "))
         statements += [
-            made.replace(f"CREATE TABLE {table} ", f"CREATE TABLE {table}_4 ")
-            + " WITHOUT ROWID",
+            made.replace(f"CREATE TABLE {table} ", f"CREATE TABLE {table}_4 ") + " WITHOUT ROWID",
             f"INSERT INTO {table}_4 SELECT * FROM {table} ORDER BY site, order_id, {key}",
             f"DROP TABLE {table}",
             f"ALTER TABLE {table}_4 RENAME TO {table}",

@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..domain.stats import Delta
+from ..domain.stats import Delta, add_by_site, to_write
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
 from .port import Store, T, Work, enqueue, overloaded
@@ -103,18 +103,14 @@ class _BatchRepository(WriterRepository):
 
     def flush(self) -> tuple[str, str, dict[str, Delta]] | None:
         """Write the summed changes; (stamp replaced, new stamp, totals), or None if none."""
-        totals: dict[str, Delta] = {}
-        for site, change in self.changes:
-            totals.setdefault(site, Delta()).merge(change)
+        summed: dict[str, Delta] = {}
+        add_by_site(summed, self.changes)
         self.changes.clear()
-        for site in list(totals):
-            total = totals[site] = totals[site].pruned()
-            if not (total.products or total.pairs or total.days):
-                del totals[site]
+        totals = to_write(summed)
         if not totals:
             return None
-        for site in sorted(totals):
-            self.write_statistics(site, totals[site])
+        for site, total in totals.items():
+            self.write_statistics(site, total)
         replaced = self._stamp()
         self._commits += 1
         stamp = f"{self._tag}-{self._commits}"
