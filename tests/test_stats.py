@@ -90,10 +90,10 @@ def test_a_batch_writes_each_site_once_and_only_what_adds_something() -> None:
     placed = delta(None, order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)))
     withdrawn = delta(order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)), None)
     totals: dict[str, Delta] = {}
-    add_by_site(totals, [("zeta", placed), ("alpha", placed), ("zeta", withdrawn)])
-    add_by_site(totals, [("alpha", placed)])
+    add_by_site(totals, [("zeta", placed), ("beta", placed), ("alpha", placed)])
+    add_by_site(totals, [("zeta", withdrawn), ("alpha", placed)])
     written = to_write(totals)
-    assert list(written) == ["alpha"]
+    assert list(written) == ["alpha", "beta"]
     assert shown(written["alpha"]) == shown(
         Delta(
             {(DAY, "P1"): (2, Decimal("5.00")), (DAY, "P2"): (2, Decimal("2.00"))},
