@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from recotrack.domain.errors import STATUS, ApiError
-from recotrack.domain.money import MAX_MONEY, MAX_QTY, parse_money, parse_qty
+from recotrack.domain.money import MAX_MONEY, MAX_QTY, parse_money, parse_qty, plain
 from recotrack.domain.orders import MAX_LINES, CancelItem, Line, Order
 from recotrack.domain.sessions import NEW, well_formed
 from recotrack.http.parse import (
@@ -33,6 +33,7 @@ from recotrack.http.parse import (
 )
 from recotrack.http.wire import decode_form, load_json, merge_params
 from recotrack.services.commands import OnlineCancel, PageView
+from recotrack.store.db import iso
 
 from .fuzz_support import HOSTILE_BYTES, HOSTILE_STRINGS, HOSTILE_TEXT, assert_envelope
 from .support import AUTH, VENDOR_CUID, VENDOR_SESSION, Api
@@ -386,6 +387,25 @@ def test_parse_order_date_reads_back_any_iso_moment(moment: datetime, offset: in
 
 @PARSERS
 @given(
+    first=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 31)),
+    second=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 31)),
+    offset=st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+@example(first=datetime(2026, 1, 2, 3, 4, 5), second=datetime(2026, 1, 2, 3, 4, 5, 1), offset=0)
+def test_iso_writes_moments_in_utc_at_one_width_in_time_order(
+    first: datetime, second: datetime, offset: int
+) -> None:
+    utc = [first.replace(tzinfo=UTC), second.replace(tzinfo=UTC)]
+    elsewhere = [m.astimezone(timezone(timedelta(minutes=offset))) for m in utc]
+    texts = [iso(m) for m in utc]
+    assert [iso(m) for m in elsewhere] == texts
+    assert [len(t) for t in texts] == [27, 27] and texts[0].endswith("Z")
+    assert [datetime.fromisoformat(t) for t in texts] == utc
+    assert (texts[0] < texts[1]) == (utc[0] < utc[1])
+
+
+@PARSERS
+@given(
     body=st.one_of(
         st.binary(max_size=60), st.sampled_from(HOSTILE_BYTES), st.text(max_size=60).map(str.encode)
     )
@@ -513,6 +533,16 @@ def test_parse_money_gives_an_exact_amount_or_the_given_code(value: Any) -> None
 def test_parse_money_reads_back_any_amount_it_accepts(amount: Decimal) -> None:
     assert parse_money(amount, "price", "MissingOrMalformedTotal") == amount
     assert parse_money(f" {amount} ", "price", "MissingOrMalformedTotal") == amount
+
+
+@PARSERS
+@given(amount=st.decimals(allow_nan=False, allow_infinity=False))
+@example(amount=Decimal("1E+2"))
+@example(amount=Decimal("1E-7"))
+@example(amount=Decimal("-0.000"))
+def test_plain_writes_every_amount_in_positional_notation(amount: Decimal) -> None:
+    assert plain(amount) == format(amount, "f")
+    assert Decimal(plain(amount)) == amount
 
 
 @PARSERS

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from ..domain.errors import ApiError, Warning_
+from ..domain.money import plain
 from ..store.db import StoreError
 
 log = logging.getLogger("recotrack")
@@ -25,7 +26,7 @@ MEDIA_TYPE = "application/json; charset=utf-8"
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return plain(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -28,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..domain.money import plain
 from ..domain.stats import Delta, add_by_site, to_write
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
@@ -40,7 +41,7 @@ _STOP = object()
 
 
 def _dec_add(a: Any, b: Any) -> str:
-    return format(Decimal(a) + Decimal(b), "f")
+    return plain(Decimal(a) + Decimal(b))
 
 
 class _DecSum:
@@ -52,7 +53,7 @@ class _DecSum:
             self.total += Decimal(value)
 
     def finalize(self) -> str:
-        return format(self.total, "f")
+        return plain(self.total)
 
 
 def connect(path: str, synchronous: str = "FULL", cache_kib: int = 16_384) -> sqlite3.Connection:
