@@ -72,14 +72,20 @@ def test_a_change_keeps_only_what_moved() -> None:
     )
 
 
-def test_merging_sums_entry_by_entry() -> None:
+def test_counting_changes_into_one_total_sums_entry_by_entry() -> None:
     total = Delta()
-    total.merge(delta(None, order(("milk", 1, "1.10", 0), ("tea", 1, "4", 0))))
-    total.merge(delta(None, order(("milk", 2, "1.1", 0))))
+    total.count(None, order(("milk", 1, "1.10", 0), ("tea", 1, "4", 0)))
+    total.count(None, order(("milk", 2, "1.1", 0)))
+    total.count(order(("tea", 1, "4", 0)), order(("tea", 1, "4", 1)))
     assert shown(total) == (
-        {(DAY, "milk"): (3, "3.30"), (DAY, "tea"): (1, "4")},
+        {(DAY, "milk"): (3, "3.30"), (DAY, "tea"): (0, "0")},
         {("milk", "tea"): 1, ("tea", "milk"): 1},
-        {DAY: (2, 4, "7.30", 0, "0.00")},
+        {DAY: (1, 3, "3.30", 1, "4.00")},
+    )
+    assert shown(total.pruned()) == (
+        {(DAY, "milk"): (3, "3.30")},
+        {("milk", "tea"): 1, ("tea", "milk"): 1},
+        {DAY: (1, 3, "3.30", 1, "4.00")},
     )
     assert Report() + Report(1) == Report(1)
 
@@ -87,11 +93,10 @@ def test_merging_sums_entry_by_entry() -> None:
 def test_a_batch_writes_each_site_once_and_only_what_adds_something() -> None:
     """A writer sums its batch's changes by site; a site whose changes cancel out is not
     written at all (no statement, no new stamp), and the others in site order, pruned."""
-    placed = delta(None, order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)))
-    withdrawn = delta(order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0)), None)
+    placed = order(("P1", 1, "2.50", 0), ("P2", 1, "1.00", 0))
     totals: dict[str, Delta] = {}
-    add_by_site(totals, [("zeta", placed), ("beta", placed), ("alpha", placed)])
-    add_by_site(totals, [("zeta", withdrawn), ("alpha", placed)])
+    add_by_site(totals, [("zeta", None, placed), ("beta", None, placed), ("alpha", None, placed)])
+    add_by_site(totals, [("zeta", placed, None), ("alpha", None, placed)])
     written = to_write(totals)
     assert list(written) == ["alpha", "beta"]
     assert shown(written["alpha"]) == shown(

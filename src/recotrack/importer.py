@@ -50,7 +50,7 @@ from typing import IO, Any
 from .domain.errors import ApiError
 from .domain.orders import OFFLINE, CancelItem, HeldCancel, Order
 from .domain.sites import Site
-from .domain.stats import Delta, add_by_site, to_write
+from .domain.stats import Change
 from .import_records import Chunk, Key, Record, decode, parse_chunk
 from .services.orders import (
     CONFLICT,
@@ -109,8 +109,9 @@ class BulkRepository(Repository):
     """The repository of one import transaction.
 
     Keys looked up once for the whole batch: an order or held cancellation known to be absent
-    is not asked for again (until this transaction adds one). Statistics are summed per
-    record and handed to the store's repository once, at the end of the batch.
+    is not asked for again (until this transaction adds one). The records' changes of the
+    statistics are kept and handed to the store's repository at the end of the batch, which
+    counts them into one total.
 
     Each record runs between ``begin`` and ``keep`` (it succeeded) or ``discard`` (it failed:
     what it did is undone). With ``buffered`` (a store with one writer, whose transactions
@@ -128,7 +129,7 @@ class BulkRepository(Repository):
         self.buffered = buffered
         self.no_order: set[Key] = set()
         self.no_held: set[Key] = set()
-        self.changes: list[tuple[str, Delta]] = []  # statistics, summed at the end
+        self.changes: list[Change] = []  # statistics, handed to ``outer`` at the end
         self.changes_kept = 0  # the first ones are those of records that succeeded
         # Rows of new orders not written yet; the first ``kept`` of each list are those of
         # records that succeeded, the rest the current record's.
@@ -194,13 +195,11 @@ class BulkRepository(Repository):
         del self.changes[self.changes_kept :]
 
     def flush(self) -> None:
-        """At the end of the batch: the rows still waiting, then the summed statistics."""
+        """At the end of the batch: the rows still waiting, then the statistics' changes."""
         self._write_rows()
-        totals: dict[str, Delta] = {}
-        add_by_site(totals, self.changes)
+        for site, before, after in self.changes:
+            self.outer.count(site, before, after)
         self.changes.clear()
-        for site, total in to_write(totals).items():
-            self.outer.apply(site, total)
 
     def _before_statement(self) -> None:
         """Whatever runs next sees every order placed so far, and the current record's
@@ -258,8 +257,8 @@ class BulkRepository(Repository):
         self.no_held.discard((held.site, held.source, held.channel, held.order_no))
         super().insert_held(held)
 
-    def apply(self, site: str, change: Delta) -> None:
-        self.changes.append((site, change))
+    def count(self, site: str, before: Order | None, after: Order | None) -> None:
+        self.changes.append((site, before, after))
 
 
 class _Announced(Db):

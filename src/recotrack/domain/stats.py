@@ -113,16 +113,13 @@ class Delta:
         for pair in permutations(sorted(live), 2):  # (a, b) and (b, a)
             pairs[pair] = pairs.get(pair, 0) + sign
 
-    def merge(self, change: Delta) -> None:
-        """Add ``change`` to this delta (a group commit sums its writes' changes)."""
-        products, pairs, days = self.products, self.pairs, self.days
-        for key, (units, revenue) in change.products.items():
-            old_units, old_revenue = products.get(key, (0, ZERO))
-            products[key] = (old_units + units, old_revenue + revenue)
-        for pair, orders in change.pairs.items():
-            pairs[pair] = pairs.get(pair, 0) + orders
-        for day, report in change.days.items():
-            days[day] = days.get(day, _NO_REPORT) + report
+    def count(self, before: Order | None, after: Order | None) -> None:
+        """Add what the read model must add when ``before`` becomes ``after`` (either may be
+        None): a group commit counts each of its writes into one total this way."""
+        if before is not None:
+            self.add(before, -1)
+        if after is not None:
+            self.add(after, +1)
 
     def __bool__(self) -> bool:
         return bool(self.products or self.pairs or self.days)
@@ -139,10 +136,7 @@ class Delta:
 def delta(before: Order | None, after: Order | None) -> Delta:
     """What the read model must add when ``before`` becomes ``after`` (either may be None)."""
     change = Delta()
-    if before is not None:
-        change.add(before, -1)
-    if after is not None:
-        change.add(after, +1)
+    change.count(before, after)
     if before is None or after is None:
         # One order alone has no entry that adds nothing: each line counted has live units,
         # each pair counts once, and its day counts it as an order or as cancelled.
@@ -150,13 +144,19 @@ def delta(before: Order | None, after: Order | None) -> Delta:
     return change.pruned()
 
 
-def add_by_site(totals: dict[str, Delta], changes: Iterable[tuple[str, Delta]]) -> None:
-    """Add each (site, change) to its site's total in ``totals``."""
-    for site, change in changes:
+# A change of one order, as a write reports it: (site, before, after), either may be None.
+# The orders are counted when the batch is summed, so nothing may change them after the
+# write that reported them.
+Change = tuple[str, Order | None, Order | None]
+
+
+def add_by_site(totals: dict[str, Delta], changes: Iterable[Change]) -> None:
+    """Count each change in its site's total in ``totals``."""
+    for site, before, after in changes:
         total = totals.get(site)
         if total is None:
             total = totals[site] = Delta()
-        total.merge(change)
+        total.count(before, after)
 
 
 def to_write(totals: dict[str, Delta]) -> dict[str, Delta]:

@@ -1,7 +1,8 @@
 """Placing and cancelling orders: the rules both surfaces share (API.md 5.1, 5.2, 5.4, 6).
 
-Every change of an order moves the read model by ``delta(before, after)`` in the same
-transaction, so the statistics never count a cancelled line, whatever order requests arrive in.
+Every change of an order moves the read model from what the order counted before to what it
+counts after (``repo.count``) in the same transaction, so the statistics never count a
+cancelled line, whatever order requests arrive in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from datetime import datetime, timedelta
 from ..domain.errors import ApiError, Warning_
 from ..domain.orders import CancelItem, Event, HeldCancel, Order, State
 from ..domain.sites import Site
-from ..domain.stats import delta
 from ..settings import Settings
 from ..store.repository import Repository
 
@@ -82,7 +82,7 @@ def place_order(repo: Repository, site: Site, new: Order, now: datetime) -> Plac
     existing.replace_content(new)
     existing.new_events.append(_event("updated", now, context))
     repo.update_order(existing, now, lines_replaced=True)
-    repo.apply(site.name, delta(before, existing))
+    repo.count(site.name, before, existing)
     return Placed(existing, UPDATED)
 
 
@@ -113,7 +113,7 @@ def cancel_order(
         order.cancel_items(items)
         order.new_events.append(_event("line-cancelled", now, context, _describe(items)))
     repo.update_order(order, now, lines_replaced=False)
-    repo.apply(site.name, delta(before, order))
+    repo.count(site.name, before, order)
     return Cancelled(order_no, order.state)
 
 
@@ -142,7 +142,7 @@ def _create(repo: Repository, site: Site, new: Order, now: datetime, context: Co
             )
         )
     repo.insert_order(new, now)
-    repo.apply(site.name, delta(None, new))
+    repo.count(site.name, None, new)
     return Placed(new, CREATED, warnings)
 
 

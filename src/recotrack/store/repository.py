@@ -14,7 +14,7 @@ from typing import Any
 from ..domain.orders import CancelItem, Event, HeldCancel, Line, Order
 from ..domain.sessions import Session
 from ..domain.sites import Site, SiteSettings
-from ..domain.stats import Delta
+from ..domain.stats import Change, Delta, delta
 from .db import Db, dec, from_iso, iso
 from .rankings import Rankings
 from .readmodel import ReadModel
@@ -457,8 +457,13 @@ class Repository(ReadModel):
 
     # -- read model ----------------------------------------------------------------------
 
-    def apply(self, site: str, change: Delta) -> None:
-        """Add ``change`` to the site's statistics (same transaction as the order)."""
+    def count(self, site: str, before: Order | None, after: Order | None) -> None:
+        """Move the site's statistics from what ``before`` counted to what ``after`` counts
+        (same transaction as the order)."""
+        self.write_statistics(site, delta(before, after))
+
+    def write_statistics(self, site: str, change: Delta) -> None:
+        """Add ``change`` to the site's statistics now."""
         money = self.db.dialect.money
         dialect = self.db.dialect
         if change.products:
@@ -552,8 +557,9 @@ class Repository(ReadModel):
 class WriterRepository(Repository):
     """A writer's repository, for one transaction at a time (``new_transaction``).
 
-    Read-model changes are collected per write (``changes``), for the store to sum and apply
-    once before the commit: nothing in a write reads the statistics back. The sites version is
+    Read-model changes are collected per write (``changes``: the orders before and after), for
+    the store to count into one total and write once before the commit: nothing in a write
+    reads the statistics back. The sites version is
     read once per transaction: every write of a batch was queued before its transaction began,
     so the version read then is at least as new as the one each request would have read
     itself. A transaction that changes a site reads the version afresh for the rest of it.
@@ -565,7 +571,7 @@ class WriterRepository(Repository):
 
     def new_transaction(self) -> None:
         """Forget what the last transaction collected and read."""
-        self.changes: list[tuple[str, Delta]] = []
+        self.changes: list[Change] = []
         self._sites_version: str | None = None
         self._version_known = False
         self._sites_changed_here = False
@@ -584,12 +590,8 @@ class WriterRepository(Repository):
             self._sites_changed_here = True
         super().set_meta(key, value)
 
-    def apply(self, site: str, change: Delta) -> None:
-        self.changes.append((site, change))
-
-    def write_statistics(self, site: str, change: Delta) -> None:
-        """Write ``change`` to the read-model tables now: the store's summed changes."""
-        Repository.apply(self, site, change)
+    def count(self, site: str, before: Order | None, after: Order | None) -> None:
+        self.changes.append((site, before, after))
 
 
 def _add(postgres: bool, left: str, right: str) -> str:
