@@ -110,7 +110,7 @@ class Delta:
         if len(live) > MAX_PAIR_PRODUCTS:
             return
         pairs = self.pairs
-        for pair in permutations(sorted(live), 2):  # (a, b) and (b, a)
+        for pair in permutations(live, 2):  # (a, b) and (b, a); written in key order
             pairs[pair] = pairs.get(pair, 0) + sign
 
     def count(self, before: Order | None, after: Order | None) -> None:

@@ -31,10 +31,13 @@ class StoreError(Exception):
 class Dialect:
     name: str
     _cache: dict[str, str] = field(default_factory=dict)
+    # Attributes, not properties or methods: read for every statement and every amount.
+    postgres: bool = field(init=False)
+    money: Callable[[Decimal], Any] = field(init=False)  # an amount as the driver takes it
 
-    @property
-    def postgres(self) -> bool:
-        return self.name == POSTGRES
+    def __post_init__(self) -> None:
+        self.postgres = self.name == POSTGRES
+        self.money = _as_given if self.postgres else plain
 
     def sql(self, text: str) -> str:
         if not self.postgres:
@@ -44,15 +47,16 @@ class Dialect:
             converted = self._cache[text] = text.replace("%", "%%").replace("?", "%s")
         return converted
 
-    def money(self, amount: Decimal) -> Any:
-        return amount if self.postgres else plain(amount)
-
     def money_sum(self, column: str) -> str:
         return f"SUM({column})" if self.postgres else f"dec_sum({column})"
 
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.postgres else ""
+
+
+def _as_given(amount: Decimal) -> Decimal:
+    return amount
 
 
 class Db:
