@@ -19,10 +19,13 @@ from psycopg import pq
 
 from recotrack.domain.errors import ApiError
 from recotrack.domain.orders import ONLINE, CancelItem, Line, Order
+from recotrack.domain.sessions import Session
 from recotrack.domain.sites import Site, SiteSettings
 from recotrack.services.check import check_site
+from recotrack.services.commands import OnlineCancel
 from recotrack.services.orders import Cancelled, Context, cancel_order, place_order
 from recotrack.services.sites import create_site, load_site, update_site
+from recotrack.services.tracking import cancel_online
 from recotrack.store.db import StoreError
 from recotrack.store.postgres import PostgresStore
 from recotrack.store.postgres_writer import MAX_WRITES
@@ -442,6 +445,41 @@ def test_a_batch_of_whole_order_cancels_waits_on_the_server_at_most_twice_a_canc
         gate.opened.set()
         assert {future.result(10).state.value for future in futures} == {"cancelled"}
         assert store.waits() - before <= 2 * count + 4
+        assert store.read_sync(lambda reads: check_site(reads, "shop")) == []
+
+
+def test_cancel_pagex_checks_its_session_without_a_wait_of_its_own(
+    url: str, tmp_path: Path
+) -> None:
+    """The session is marked seen and the order read before either answer is waited for: a
+    batch of session-checked cancels waits no more than plain ones. A cancel in a session the
+    server does not know is refused in the same batch and changes nothing."""
+    with closing(TracedStore(url, tmp_path, writers=1)) as store:
+        make_shop(store)
+        session = Session("shop", "S1|1", "cuid-1", NOW, NOW)
+        store.write_sync(lambda repo: repo.save_session(session))
+        count = 20
+        for order_no in [*(f"W{n}" for n in range(count)), "KEPT"]:
+            store.write_sync(
+                with_site(lambda r, s, o=order_no: place_order(r, s, order(o, ("P", 1, "2")), NOW))
+            )
+        gate = gate_held(store)
+        before = store.waits()
+
+        def cancel(order_no: str, session_id: str) -> Callable[[Repository], Cancelled]:
+            request = OnlineCancel("v1_4", "shop", session_id, "cuid-1", order_no)
+            return lambda repo: cancel_online(repo, request, NOW)
+
+        futures = [store.submit(cancel(f"W{n}", "S1|1")) for n in range(count)]
+        refused = store.submit(cancel("KEPT", "S9|9"))
+        gate.opened.set()
+        assert {future.result(10).state.value for future in futures} == {"cancelled"}
+        with pytest.raises(ApiError) as error:
+            refused.result(10)
+        assert error.value.code == "SessionNotRecognized"
+        assert store.waits() - before <= 2 * count + 6
+        kept = store.read_sync(lambda reads: reads.find_order("shop", ONLINE, "", "KEPT", False))
+        assert kept is not None and kept.state.value == "placed"
         assert store.read_sync(lambda reads: check_site(reads, "shop")) == []
 
 

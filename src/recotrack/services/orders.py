@@ -7,6 +7,7 @@ cancelled line, whatever order requests arrive in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -96,11 +97,15 @@ def cancel_order(
     context: Context,
     now: datetime,
     max_held: int = MAX_HELD_PER_SITE,
+    admit: Callable[[], None] | None = None,
 ) -> Cancelled:
     """Cancel a whole order, or lines of it; hold the cancellation if the order is unseen
-    (503 ``Overloaded`` if the site already holds ``max_held``)."""
+    (503 ``Overloaded`` if the site already holds ``max_held``). ``admit`` runs once the order
+    is read, before anything changes: it raises to refuse the cancellation."""
     repo.lock_order_key(site.name, source, channel_key, order_no)
     order = repo.find_order(site.name, source, channel_key, order_no)
+    if admit is not None:
+        admit()
     if order is None:
         _hold(repo, site, source, channel_key, order_no, items, context, now, max_held)
         return Cancelled(order_no, State.CANCEL_PENDING, held=True)

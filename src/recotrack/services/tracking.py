@@ -95,22 +95,29 @@ def cancel_online(
     require(cancel.problem)
     session_id = canonical_session(cancel.session)
     mode = site.settings.cancel_auth
+    seen = None
     if mode in ("session", "token"):
         oldest = now - timedelta(seconds=site.settings.session_max_age_seconds)
-        if not repo.touch_session(site.name, session_id, now, oldest):
+        seen = repo.touch_session(site.name, session_id, now, oldest)
+
+    def admit() -> None:
+        """cancelAuth, asked once the order is read: on PostgreSQL the session's answer comes
+        with that read instead of a wait of its own. A refusal undoes the write, touch too."""
+        if seen is not None and not seen():
             raise ApiError(
                 "SessionNotRecognized",
                 f"session is not an active session of site {site.name!r}; cancel in a session"
                 " this server issued (cancelAuth is " + mode + ")",
             )
-    if mode == "token" and not site.any_client_token_matches(cancel.client_token):
-        raise ApiError(
-            "InvalidClientToken",
-            f"clientToken is missing or not valid for site {site.name!r} (cancelAuth is token)",
-        )
+        if mode == "token" and not site.any_client_token_matches(cancel.client_token):
+            raise ApiError(
+                "InvalidClientToken",
+                f"clientToken is missing or not valid for site {site.name!r} (cancelAuth is token)",
+            )
+
     context = Context("", session_id, cancel.cuid, cancel.reason)
     return cancel_order(
-        repo, site, ONLINE, "", cancel.order_no, cancel.items, context, now, max_held
+        repo, site, ONLINE, "", cancel.order_no, cancel.items, context, now, max_held, admit
     )
 
 

@@ -83,10 +83,19 @@ class Db:
 
     def changed(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an UPDATE or DELETE; how many rows it changed."""
+        return self.changed_later(sql, params)()
+
+    def changed_later(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], int]:
+        """Run an UPDATE or DELETE; a function that tells how many rows it changed. In pipeline
+        mode the count arrives with the next read, so asking after one costs no wait."""
         cursor = self.execute(sql, params)
-        if self.settle is not None:
-            self.settle()  # the count comes with the statement's outcome
-        return max(int(cursor.rowcount), 0)
+
+        def count() -> int:
+            if cursor.rowcount < 0 and self.settle is not None:
+                self.settle()  # no read since: wait for the statement's outcome
+            return max(int(cursor.rowcount), 0)
+
+        return count
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.execute(sql, params).fetchone()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -165,16 +166,17 @@ class Repository(ReadModel):
             ),
         )
 
-    def touch_session(self, site: str, session_id: str, now: datetime, oldest: datetime) -> bool:
-        """Mark the session seen at ``now`` if it was last seen at ``oldest`` or later; whether
-        it was (one statement: a cancellation needs no more of the session)."""
-        return (
-            self.db.changed(
-                "UPDATE sessions SET last_seen = ? WHERE site = ? AND id = ? AND last_seen >= ?",
-                (iso(now), site, session_id, iso(oldest)),
-            )
-            == 1
+    def touch_session(
+        self, site: str, session_id: str, now: datetime, oldest: datetime
+    ) -> Callable[[], bool]:
+        """Mark the session seen at ``now`` if it was last seen at ``oldest`` or later; a
+        function that tells whether it was (one statement: a cancellation needs no more of the
+        session, and on PostgreSQL its answer comes with the next read)."""
+        changed = self.db.changed_later(
+            "UPDATE sessions SET last_seen = ? WHERE site = ? AND id = ? AND last_seen >= ?",
+            (iso(now), site, session_id, iso(oldest)),
         )
+        return lambda: changed() == 1
 
     # -- orders --------------------------------------------------------------------------
 
