@@ -13,6 +13,11 @@ set-up cancel out::
 
     .venv/bin/python -m bench.instructions --endpoints cancel,order,top-sellers
 
+``import`` counts the writer's work per record of ``recotrack import`` the same way: the
+grocery workload of ``--small`` and ``--large`` orders is generated and parsed outside
+callgrind (the parsing process's work), and the counted run applies the parsed chunks as the
+import's writer does, one transaction per chunk (decoding, the services, the SQL, the commit).
+
 Compare two versions by running it in each checkout. ``--drive ENDPOINT N`` runs the driver
 alone (no valgrind) and prints what it did.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import random
 import re
 import shutil
@@ -30,14 +36,20 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from recotrack.domain.sites import SiteSettings
 from recotrack.http.app import create_app
+from recotrack.import_records import Chunk, decode, parse_chunk
+from recotrack.importer import BATCH, apply_batch
+from recotrack.services.sites import create_site
 from recotrack.settings import Settings
+from recotrack.store import open_store
 
-from .workload import seed_baskets
+from .workload import Config, Workload, encoder, seed_baskets
 
 ADMIN = "instructions-admin-token-0123456789"
 SITE = "bench"
@@ -45,7 +57,8 @@ SESSIONS = 200
 PLACED = 900  # orders placed before any endpoint is measured (cancel.pagex cancels them)
 IN_FLIGHT = 32
 FORM = [(b"content-type", b"application/x-www-form-urlencoded")]
-ENDPOINTS = ("cancel", "order", "top-sellers")
+ENDPOINTS = ("cancel", "order", "top-sellers")  # and "import", per record
+MOMENT = datetime(2026, 11, 1, tzinfo=UTC)  # the import's "now", and its newest order
 
 Call = tuple[str, str, bytes, list[tuple[bytes, bytes]]]
 
@@ -160,13 +173,52 @@ async def many(app: Any, calls: list[Call]) -> Counter[int]:
     return statuses
 
 
-def counted(endpoint: str, requests: int) -> int:
-    """Instructions of a whole driver run under callgrind."""
+def parsed_chunks(orders: int, path: Path) -> int:
+    """The workload of ``orders`` orders parsed into ``recotrack import``'s chunks, pickled to
+    ``path``; how many records they hold."""
+    dumps = encoder().encode
+    config = Config(orders=orders, site=SITE, end=MOMENT)
+    raws = [dumps(record).encode() for record in Workload(config).records()]
+    chunks = [
+        parse_chunk(first + 1, raws[first : first + BATCH], MOMENT)
+        for first in range(0, len(raws), BATCH)
+    ]
+    path.write_bytes(pickle.dumps(chunks))
+    return len(raws)
+
+
+def drive_import(chunks: Path, database: Path) -> Counter[str]:
+    """Apply pickled chunks to a new site as the import's writer does; the outcomes."""
+    loaded: list[Chunk] = pickle.loads(chunks.read_bytes())
+    outcomes: Counter[str] = Counter()
+    store = open_store(Settings(database_url=f"sqlite:///{database}"))
+    try:
+        store.write_sync(
+            lambda repo: create_site(repo, SITE, MOMENT, SiteSettings(cancellations=True))
+        )
+        for chunk in loaded:
+            summary = store.submit(
+                lambda repo, c=chunk: apply_batch(decode(c.records), MOMENT, repo)
+            ).result()
+            outcomes.update(summary.outcomes)
+    finally:
+        store.close()
+    return outcomes
+
+
+def counted(endpoint: str, requests: int) -> tuple[int, int]:
+    """Instructions of a whole driver run under callgrind, and the requests (for import: the
+    records) it made."""
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "callgrind.out"
+        extra: list[str] = []
+        if endpoint == "import":
+            chunks = Path(work) / "chunks.pickle"
+            requests = parsed_chunks(requests, chunks)
+            extra = ["--chunks", str(chunks)]
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-            + ["-m", "bench.instructions", "--drive", endpoint, str(requests)],
+            + ["-m", "bench.instructions", "--drive", endpoint, str(requests), *extra],
             capture_output=True,
             text=True,
             check=False,
@@ -176,7 +228,7 @@ def counted(endpoint: str, requests: int) -> int:
             raise SystemExit(
                 f"callgrind failed for {endpoint}: {run.stdout[-400:]}{run.stderr[-400:]}"
             )
-        return int(found.group(1))
+        return int(found.group(1)), requests
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,19 +237,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--large", type=int, default=900, help=f"at most {PLACED} for cancel")
     parser.add_argument("--drive", nargs=2, metavar=("ENDPOINT", "N"), help="the driver alone")
+    parser.add_argument("--chunks", type=Path, help="import: parsed chunks (made if not given)")
     args = parser.parse_args(argv)
     if args.drive:
         endpoint, requests = args.drive[0], int(args.drive[1])
         with tempfile.TemporaryDirectory() as work:
-            statuses = asyncio.run(drive(endpoint, requests, Path(work) / "recotrack.db"))
+            database = Path(work) / "recotrack.db"
+            if endpoint == "import":
+                chunks = args.chunks or Path(work) / "chunks.pickle"
+                if args.chunks is None:
+                    parsed_chunks(requests, chunks)
+                print(
+                    json.dumps({"endpoint": endpoint, "outcomes": drive_import(chunks, database)})
+                )
+                return
+            statuses = asyncio.run(drive(endpoint, requests, database))
         print(json.dumps({"endpoint": endpoint, "statuses": dict(statuses)}))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind: apt-get install valgrind")
     for endpoint in args.endpoints.split(","):
-        small, large = counted(endpoint, args.small), counted(endpoint, args.large)
-        per_request = (large - small) / (args.large - args.small)
-        print(f"{endpoint}: {per_request / 1e6:.3f} M instructions per request", flush=True)
+        (small, few), (large, many_) = counted(endpoint, args.small), counted(endpoint, args.large)
+        per_request = (large - small) / (many_ - few)
+        unit = "record" if endpoint == "import" else "request"
+        print(f"{endpoint}: {per_request / 1e6:.3f} M instructions per {unit}", flush=True)
 
 
 if __name__ == "__main__":

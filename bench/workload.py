@@ -223,11 +223,16 @@ def _variants(families: list[str], products: int) -> dict[str, list[str]]:
     }
 
 
+def encoder() -> json.JSONEncoder:
+    """How a record becomes its line (compact, UTF-8 as it is)."""
+    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def write_jsonl(workload: Workload, path: Path) -> int:
     """Write every record as one JSON line; returns the number of lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    dumps = encoder().encode
     with path.open("w", encoding="utf-8") as out:
         buffer = []
         for record in workload.records():

@@ -241,3 +241,15 @@ def test_the_instruction_counter_drives_each_endpoint_with_requests_that_succeed
     with sqlite3.connect(database) as conn:
         states = Counter(dict(conn.execute("SELECT state, COUNT(*) FROM orders GROUP BY state")))
     assert (states["cancelled"], sum(states.values())) == (cancelled, stored)
+
+
+def test_the_instruction_counter_imports_every_record_of_its_chunks(tmp_path: Path) -> None:
+    """The import's count is of records that did their work: every order created, the
+    cancellations and re-sends applied, none failed."""
+    chunks, database = tmp_path / "chunks.pickle", tmp_path / "recotrack.db"
+    records = instructions.parsed_chunks(300, chunks)
+    outcomes = instructions.drive_import(chunks, database)
+    assert "error" not in outcomes and sum(outcomes.values()) == records > 300
+    assert outcomes["created"] == 300 and outcomes["cancelled"] > 0
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM orders").fetchone() == (300,)
