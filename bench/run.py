@@ -119,7 +119,27 @@ def machine() -> dict[str, Any]:
         "granian": granian,
         "wrk": wrk_version[0] if wrk_version else "",
         "load_start": os.getloadavg(),
+        "cpu_ticks_start": cpu_ticks(),
     }
+
+
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time since boot by kind, in ticks (``/proc/stat``: user, nice,
+    system, idle, iowait, irq, softirq, steal, ...); empty where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return []
+    return [int(field) for field in fields[1:]] if fields[:1] == ["cpu"] else []
+
+
+def stolen_share(start: list[int], end: list[int]) -> float | None:
+    """The share of the machine's CPU time between two ``cpu_ticks`` that the hypervisor gave
+    to other guests (steal): time in which neither the server nor wrk could run."""
+    if len(start) < 8 or len(end) < 8:
+        return None
+    spent = [after - before for before, after in zip(start[:8], end[:8], strict=True)]
+    return spent[7] / sum(spent) if sum(spent) > 0 else None
 
 
 def children_of(pid: int) -> list[int]:
@@ -904,6 +924,7 @@ def markdown(
         f" at the end: {_load(info.get('load_end', (0, 0, 0)))}. Other work was running on",
         "  the machine during the measurement (see the wrk CPU column: wrk shares the 2 cores",
         "  with the server).",
+        *_stolen_line(info),
         f"- run at {info.get('finished', '')}",
         "",
     ]
@@ -1137,6 +1158,16 @@ def _load(values: Any) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
+def _stolen_line(info: dict[str, Any]) -> list[str]:
+    stolen = info.get("stolen")
+    if stolen is None:
+        return []
+    return [
+        f"- CPU time taken by the hypervisor for other guests (steal) during the run: {stolen:.1%}"
+        " of the machine's: the cores stood still that long, for server, wrk and ceiling alike."
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000", help="stored orders, comma-separated")
@@ -1188,6 +1219,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dumps({"machine": info, "suites": [asdict(s) for s in results]}, indent=1)
         )
     info["load_end"] = os.getloadavg()
+    info["stolen"] = stolen_share(info["cpu_ticks_start"], cpu_ticks())
     info["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     images = plots(results, args.out)
     (args.out / "results.json").write_text(

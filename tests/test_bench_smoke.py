@@ -150,8 +150,10 @@ def test_the_report_has_the_figures_of_each_run(tmp_path: Path) -> None:
         "granian": "g",
         "wrk": "w",
         "load_start": (1.0, 1.0, 1.0),
+        "stolen": harness.stolen_share([10, 0, 10, 70, 0, 0, 0, 10], [20, 0, 20, 140, 0, 0, 0, 20]),
     }
     text = harness.markdown([suite], info, args, [])
+    assert "during the run: 10.0% of the machine's" in text
     assert "| cancel.pagex | 10,000 | 3,000 | 30.0 % | 2.0 / 6.5 / 12.0 |" in text
     assert "| recs top-sellers | 10,000 | 6,000 | 60.0 % |" in text
     assert "**10,000** requests/s (median of 2: 1 before the endpoints, median 9,000/s," in text
