@@ -561,10 +561,9 @@ class WriterRepository(Repository):
 
     Read-model changes are collected per write (``changes``: the orders before and after), for
     the store to count into one total and write once before the commit: nothing in a write
-    reads the statistics back. The sites version is
-    read once per transaction: every write of a batch was queued before its transaction began,
-    so the version read then is at least as new as the one each request would have read
-    itself. A transaction that changes a site reads the version afresh for the rest of it.
+    reads the statistics back. The sites version is read once per transaction: every write of
+    a batch was queued before its transaction began, so the version read then is at least as
+    new as the one each request would have read itself. A transaction that changes a site reads the version afresh for the rest of it.
     """
 
     def __init__(self, db: Db, sites: dict[str, tuple[str, Site]]) -> None:
