@@ -90,23 +90,31 @@ class Delta:
         for units, revenue in live.values():
             units_sum += units
             revenue_sum += revenue
-        # orders, units, revenue, cancelled orders (order.state is State.CANCELLED: no line
-        # has a live unit left), cancelled revenue
-        report = Report(
-            1 if live else 0,
-            units_sum,
-            revenue_sum,
-            1 if order.cancelled_whole or not live else 0,
-            cancelled_revenue,
+        # cancelled orders: order.state is State.CANCELLED (no line has a live unit left)
+        orders, cancelled_orders = (
+            (1 if live else 0),
+            (1 if order.cancelled_whole or not live else 0),
         )
+        if sign < 0:
+            orders, units_sum, revenue_sum = -orders, -units_sum, -revenue_sum
+            cancelled_orders, cancelled_revenue = -cancelled_orders, -cancelled_revenue
         days = self.days
-        days[day] = days.get(day, _NO_REPORT) + (report if sign > 0 else -report)
+        old = days.get(day, _NO_REPORT)  # one Report made per order: each costs a microsecond
+        days[day] = Report(
+            old.orders + orders,
+            old.units + units_sum,
+            old.revenue + revenue_sum,
+            old.cancelled_orders + cancelled_orders,
+            old.cancelled_revenue + cancelled_revenue,
+        )
         if not order.crowd:
             return
         products = self.products
         for ref_code, (units, revenue) in live.items():
             old_units, old_revenue = products.get((day, ref_code), (0, ZERO))
-            products[(day, ref_code)] = (old_units + sign * units, old_revenue + sign * revenue)
+            if sign < 0:
+                units, revenue = -units, -revenue
+            products[(day, ref_code)] = (old_units + units, old_revenue + revenue)
         if len(live) > MAX_PAIR_PRODUCTS:
             return
         pairs = self.pairs
