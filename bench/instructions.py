@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 from recotrack.domain.sites import SiteSettings
 from recotrack.http.app import create_app
-from recotrack.import_records import Chunk, decode, parse_chunk
+from recotrack.import_records import Chunk, parse_chunk
 from recotrack.importer import BATCH, apply_batch
 from recotrack.services.sites import create_site
 from recotrack.settings import Settings
@@ -174,13 +174,13 @@ async def many(app: Any, calls: list[Call]) -> Counter[int]:
 
 
 def parsed_chunks(orders: int, path: Path) -> int:
-    """The workload of ``orders`` orders parsed into ``recotrack import``'s chunks, pickled to
-    ``path``; how many records they hold."""
+    """The workload of ``orders`` orders parsed into ``recotrack import``'s chunks (orders
+    prepared, as for SQLite), pickled to ``path``; how many records they hold."""
     dumps = encoder().encode
     config = Config(orders=orders, site=SITE, end=MOMENT)
     raws = [dumps(record).encode() for record in Workload(config).records()]
     chunks = [
-        parse_chunk(first + 1, raws[first : first + BATCH], MOMENT)
+        parse_chunk(first + 1, raws[first : first + BATCH], MOMENT, {SITE: False})
         for first in range(0, len(raws), BATCH)
     ]
     path.write_bytes(pickle.dumps(chunks))
@@ -197,9 +197,7 @@ def drive_import(chunks: Path, database: Path) -> Counter[str]:
             lambda repo: create_site(repo, SITE, MOMENT, SiteSettings(cancellations=True))
         )
         for chunk in loaded:
-            summary = store.submit(
-                lambda repo, c=chunk: apply_batch(decode(c.records), MOMENT, repo)
-            ).result()
+            summary = store.submit(lambda repo, c=chunk: apply_batch(c, MOMENT, repo)).result()
             outcomes.update(summary.outcomes)
     finally:
         store.close()

@@ -363,17 +363,28 @@ def mixed_batch(update: bool = True) -> list[dict[str, Any] | str]:
     ]
 
 
-def apply_in_one_transaction(db: Path, path: Path, buffered: bool) -> Summary:
-    """``path`` as one batch, through the store's writer, new orders buffered or not."""
-    chunk = parse_chunk(1, path.read_bytes().splitlines(keepends=True), MOMENT)
+def apply_in_one_transaction(
+    db: Path, path: Path, buffered: bool, offline_crowd: dict[str, bool] | None = None
+) -> Summary:
+    """``path`` as one batch, through the store's writer, new orders buffered or not, and
+    prepared by the parsing process (for the crowd given) or not."""
+    chunk = parse_chunk(1, path.read_bytes().splitlines(keepends=True), MOMENT, offline_crowd)
     store = open_store(Settings(database_url=f"sqlite:///{db}"))
     try:
-        work = store.submit(
-            lambda repo: apply_batch(decode(chunk.records), MOMENT, repo, buffered=buffered)
-        )
+        work = store.submit(lambda repo: apply_batch(chunk, MOMENT, repo, buffered=buffered))
         return work.result()
     finally:
         store.close()
+
+
+# (buffered, crowd the parsing process prepares offline orders for); each loads as the last.
+WAYS = {
+    "prepared": (True, {"shop": False}),
+    "prepared for the wrong crowd": (True, {"shop": True}),  # S1 is placed by the services
+    "prepared, unbuffered": (False, {}),  # every order backs out of the sum
+    "buffered": (True, None),
+    "unbuffered": (False, None),
+}
 
 
 def test_one_transaction_of_mixed_records_stores_what_unbuffered_inserts_store(
@@ -381,10 +392,10 @@ def test_one_transaction_of_mixed_records_stores_what_unbuffered_inserts_store(
 ) -> None:
     path = write(tmp_path, *mixed_batch())
     stored = {}
-    for buffered in (True, False):
-        db = tmp_path / f"buffered-{buffered}.db"
+    for way, (buffered, offline_crowd) in WAYS.items():
+        db = tmp_path / f"{way}.db"
         assert run(db, "site", "create", "shop", "--enable-cancellations").exit_code == 0
-        summary = apply_in_one_transaction(db, path, buffered)
+        summary = apply_in_one_transaction(db, path, buffered, offline_crowd)
         assert summary.outcomes == {
             "created": 8,
             "held": 2,
@@ -399,9 +410,10 @@ def test_one_transaction_of_mixed_records_stores_what_unbuffered_inserts_store(
             (15, "SiteNotRecognized"),
         ]
         assert_consistent(db)
-        stored[buffered] = snapshot(db)
-    assert stored[True] == stored[False]
-    with sqlite3.connect(tmp_path / "buffered-True.db") as conn:
+        stored[way] = snapshot(db)
+    for way in WAYS:
+        assert stored[way] == stored["unbuffered"], way
+    with sqlite3.connect(tmp_path / "prepared.db") as conn:
         ids = [row[0] for row in conn.execute("SELECT id FROM orders ORDER BY id")]
         numbers = [row[0] for row in conn.execute("SELECT order_no FROM orders ORDER BY id")]
     assert ids == list(range(1, 9))
@@ -457,7 +469,7 @@ def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) 
         json.dumps(online(n, ("milk", 1, "1.10"))).encode() + b"\n"
         for n in ("W1", "W2", "W3", "W4")
     ]
-    w1, w2, w3, w4 = (r.order for r in decode(parse_chunk(1, lines, now).records))
+    w1, w2, w3, w4 = (r.order for r in decode(parse_chunk(1, lines, now).records, now))
     assert w1 is not None and w2 is not None and w3 is not None and w4 is not None
     store = open_store(Settings(database_url=f"sqlite:///{db}"))
 

@@ -85,9 +85,17 @@ def raw_lines() -> list[bytes]:
     ]
 
 
-def test_records_cross_from_the_parsing_process_as_parse_record_makes_them() -> None:
+# Without the crowd of each site nothing is prepared; with it every order is, and crosses as
+# its line.
+PREPARED = pytest.mark.parametrize("offline_crowd", [None, {}], ids=["encoded", "prepared"])
+
+
+@PREPARED
+def test_records_cross_from_the_parsing_process_as_parse_record_makes_them(
+    offline_crowd: dict[str, bool] | None,
+) -> None:
     raws = raw_lines()
-    chunk = parse_chunk(11, raws, NOW)
+    chunk = parse_chunk(11, raws, NOW, offline_crowd)
     expected = [
         parse_record(number, raw, NOW)
         for number, raw in enumerate(raws, start=11)
@@ -99,7 +107,7 @@ def test_records_cross_from_the_parsing_process_as_parse_record_makes_them() -> 
         (18, "MalformedJson"),
         (19, "TypeNotRecognized"),
     ]
-    records = decode(chunk.records)
+    records = decode(chunk.records, NOW)
     assert records == expected  # every field of every order, line and cancellation
     for got, want in zip(records, expected, strict=True):
         if want.order is not None:
@@ -114,10 +122,11 @@ def test_records_cross_from_the_parsing_process_as_parse_record_makes_them() -> 
             )
 
 
-def test_each_decoding_makes_orders_of_its_own() -> None:
+@PREPARED
+def test_each_decoding_makes_orders_of_its_own(offline_crowd: dict[str, bool] | None) -> None:
     """A store may run a batch again: the services change the orders they place."""
-    chunk = parse_chunk(1, raw_lines(), NOW)
-    first, second = decode(chunk.records), decode(chunk.records)
+    chunk = parse_chunk(1, raw_lines(), NOW, offline_crowd)
+    first, second = decode(chunk.records, NOW), decode(chunk.records, NOW)
     assert first == second
     assert first[0].order is not None and second[0].order is not None
     assert first[0].order is not second[0].order

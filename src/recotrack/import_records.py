@@ -4,8 +4,14 @@
 not: json and the checks of ``recotrack.http.parse`` cost about as much CPU as applying a
 record. Pickled, the records would cost the writer as much again to load (dataclasses,
 ``Decimal``, ``datetime``); they cross as plain values in ``marshal`` (``encode``) and the
-writer builds them again in its transaction (``decode``), so each run of a batch places orders
-of its own.
+writer builds them again in its transaction (``entries``, ``record``), so each run of a batch
+places orders of its own.
+
+On SQLite the parsing process also prepares every order as placing it stores it when nothing is
+stored or held under its key, which is what almost every order of a file meets: its rows but
+for its id (``recotrack.store.repository.new_order_rows``) and its statistics, summed by site
+(``Chunk.totals``). The writer takes those rows for an order that meets it, without building
+the order, and takes an order that does not back out of the sum before placing it itself.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import marshal
 from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 from .domain.errors import ApiError
 from .domain.orders import OFFLINE, ONLINE, CancelItem, Line, Order
 from .domain.sessions import well_formed
 from .domain.sites import check_channel, is_site_name
+from .domain.stats import Delta, Report
 from .http.parse import (
     parse_cancel_items,
     parse_offline,
@@ -28,9 +35,14 @@ from .http.parse import (
     parse_order_date,
     text,
 )
-from .services.orders import Context
+from .services.orders import Context, start_history
+from .store.db import Dialect, iso
+from .store.repository import new_order_rows
+from .store.schema import SQLITE
 
 Key = tuple[str, str, str, str]  # site, source, channel_key, order_no
+# A prepared order: whether it counts in the crowd, then its rows (``NewRows``).
+NewOrder = tuple[bool, tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 # -- parsing: a line into a record --------------------------------------------------------
@@ -149,19 +161,30 @@ def _identity(data: dict[str, Any], name: str, code: str) -> str:
 # -- the parsing process ------------------------------------------------------------------
 
 
+_NO_TOTALS = marshal.dumps({})
+
+
 @dataclass(frozen=True)
 class Chunk:
     """What the parsing process made of consecutive lines of the file."""
 
-    records: bytes  # the records, for ``decode``
+    records: bytes  # the records, for ``entries``
     lines: list[int]  # the line number of each record
     errors: list[tuple[int, str, str]]  # (line number, code, message): lines not records
     nonblank: int  # lines that are not blank
+    totals: bytes = _NO_TOTALS  # the statistics of the prepared orders by site, for ``totals``
 
 
-def parse_chunk(first_line: int, raws: list[bytes], now: datetime) -> Chunk:
-    """Parse lines ``first_line``, ``first_line + 1``, ... (run on the parsing process)."""
+def parse_chunk(
+    first_line: int, raws: list[bytes], now: datetime, offline_crowd: dict[str, bool] | None = None
+) -> Chunk:
+    """Parse lines ``first_line``, ``first_line + 1``, ... (run on the parsing process).
+
+    With ``offline_crowd`` (by site, whether its offline orders count in the crowd; a site
+    not named there is taken as not), every order is prepared too, for a SQLite store."""
     encoded, lines, errors, nonblank = [], [], [], 0
+    totals: dict[str, Delta] = {}
+    at = iso(now)
     for line_no, raw in enumerate(raws, start=first_line):
         if not raw.strip():
             continue
@@ -171,9 +194,31 @@ def parse_chunk(first_line: int, raws: list[bytes], now: datetime) -> Chunk:
         except ApiError as error:
             errors.append((line_no, error.code, error.message))
             continue
-        encoded.append(encode(record))
+        if offline_crowd is None or record.order is None:
+            encoded.append(encode(record))
+        else:  # the line goes as it came, for the writer to parse again if it needs the order
+            crowd = record.kind != "offline" or offline_crowd.get(record.site, False)
+            new = _prepare(record.order, crowd, now, at, totals)
+            encoded.append((line_no, record.kind, record.site, record.key, new, raw))
         lines.append(line_no)
-    return Chunk(marshal.dumps(encoded), lines, errors, nonblank)
+    return Chunk(marshal.dumps(encoded), lines, errors, nonblank, _encode_totals(totals))
+
+
+_MONEY = Dialect(SQLITE).money
+
+
+def _prepare(
+    order: Order, crowd: bool, now: datetime, at: str, totals: dict[str, Delta]
+) -> NewOrder:
+    """``order`` as placing it stores it when nothing is stored or held under its key (its
+    id aside), its statistics added to its site's in ``totals``."""
+    order.crowd = crowd
+    start_history(order, now)
+    total = totals.get(order.site)
+    if total is None:
+        total = totals[order.site] = Delta()
+    total.add(order, +1)
+    return (crowd, *new_order_rows(order, at, _MONEY))
 
 
 # -- records as plain values ----------------------------------------------------------------
@@ -192,12 +237,13 @@ _ORDER_RECORD = {f.name: f.default for f in fields(Record) if f.default is not M
 
 def encode(record: Record) -> tuple[Any, ...]:
     """``record`` as values ``marshal`` takes (it refuses any other: nothing is lost
-    quietly)."""
+    quietly), as ``Entry`` lists them."""
     order = None
     if record.order is not None:
         if record.order.new_events:
             raise ValueError("a parsed order has no history")
         order = dict(record.order.__dict__)
+        del order["new_events"]  # empty; the list is the order's, to be filled by placing it
         for name in _ORDER_DECIMALS:
             order[name] = str(order[name])
         for name in _ORDER_MOMENTS:
@@ -207,7 +253,7 @@ def encode(record: Record) -> tuple[Any, ...]:
     if record.items is not None:
         items = [tuple(item.__dict__.values()) for item in record.items]
     context = tuple(record.context.__dict__.values())
-    return (record.line, record.kind, record.site, record.key, order, items, context)
+    return (record.line, record.kind, record.site, record.key, None, (order, items, context))
 
 
 def _encode_line(line: Line) -> dict[str, Any]:
@@ -217,13 +263,34 @@ def _encode_line(line: Line) -> dict[str, Any]:
     return values
 
 
-def decode(records: bytes) -> list[Record]:
-    """The records of ``Chunk.records``, new objects on every call."""
-    return [_decode(values) for values in marshal.loads(records)]
+class Entry(NamedTuple):
+    """A record as it crossed: enough to place a prepared order, and the rest for ``record``."""
+
+    line: int
+    kind: str
+    site: str
+    key: Key
+    new: NewOrder | None  # the order prepared (``parse_chunk``), if it was
+    rest: Any  # the line itself if ``new`` is given, else the encoded order, items and context
 
 
-def _decode(values: tuple[Any, ...]) -> Record:
-    line, kind, site, key, order_values, items, context = values
+def entries(records: bytes) -> list[Entry]:
+    """The records of ``Chunk.records`` as they crossed."""
+    return [Entry._make(values) for values in marshal.loads(records)]
+
+
+def decode(records: bytes, now: datetime) -> list[Record]:
+    """The records of ``Chunk.records``, new objects on every call (``now`` as parsed)."""
+    return [record(entry, now) for entry in entries(records)]
+
+
+def record(entry: Entry, now: datetime) -> Record:
+    """The record ``entry`` crossed as, ``now`` being the moment it was parsed at; once for
+    each entry (its values become the order's)."""
+    line, kind, site, key, new, rest = entry
+    if new is not None:
+        return parse_record(line, rest, now)
+    order_values, items, context = rest
     if order_values is not None:
         # Built as Order.copy builds its snapshot, field by field without __init__: this
         # runs on the writer for every order of the file.
@@ -255,3 +322,40 @@ def _decode_line(values: dict[str, Any]) -> Line:
     line = object.__new__(Line)
     line.__dict__.update(values)
     return line
+
+
+def _encode_totals(totals: dict[str, Delta]) -> bytes:
+    return marshal.dumps(
+        {
+            site: (
+                {key: (units, str(revenue)) for key, (units, revenue) in total.products.items()},
+                total.pairs,
+                {
+                    day: (
+                        r.orders,
+                        r.units,
+                        str(r.revenue),
+                        r.cancelled_orders,
+                        str(r.cancelled_revenue),
+                    )
+                    for day, r in total.days.items()
+                },
+            )
+            for site, total in totals.items()
+        }
+    )
+
+
+def totals(chunk: Chunk) -> dict[str, Delta]:
+    """The statistics of the chunk's prepared orders, summed by site."""
+    return {
+        site: Delta(
+            {key: (units, Decimal(revenue)) for key, (units, revenue) in products.items()},
+            pairs,
+            {
+                day: Report(orders, units, Decimal(revenue), cancelled, Decimal(cancelled_revenue))
+                for day, (orders, units, revenue, cancelled, cancelled_revenue) in days.items()
+            },
+        )
+        for site, (products, pairs, days) in marshal.loads(chunk.totals).items()
+    }

@@ -29,8 +29,11 @@ writer applies the lines before them. Records are applied in file order, many to
 each record that runs a statement. On SQLite, where no other transaction runs beside the
 import's, the keys of a transaction are looked up together and new orders are written many to
 a statement: their rows wait until a statement could need to see them or the transaction ends,
-and a record that fails drops its own. The statistics of a transaction are summed and written
-once at its end; nothing in a write reads them back.
+and a record that fails drops its own. An order whose key holds nothing (no order, no held
+cancellation) and whose site counts it as the parsing process took it (the crowd) is stored
+from the rows that process prepared, with the statistics it summed; any other order backs out
+of that sum and is placed by ``place_order``. The statistics of a transaction are summed and
+written once at its end; nothing in a write reads them back.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ from typing import IO, Any
 from .domain.errors import ApiError
 from .domain.orders import OFFLINE, CancelItem, HeldCancel, Order
 from .domain.sites import Site
-from .domain.stats import Change
-from .import_records import Chunk, Key, Record, decode, parse_chunk
+from .domain.stats import Delta
+from .import_records import Chunk, Entry, Key, NewOrder, Record, entries, parse_chunk, totals
+from .import_records import record as decoded
 from .services.orders import (
     CONFLICT,
     MAX_HELD_PER_SITE,
@@ -60,8 +64,8 @@ from .services.orders import (
     require_cancellations,
 )
 from .store import Store
-from .store.db import Db
-from .store.repository import Repository
+from .store.db import Db, iso
+from .store.repository import NewRows, Repository, new_order_rows
 
 BATCH = 5_000  # lines per transaction on SQLite
 # On PostgreSQL every record takes a transaction-scoped advisory lock on its order key, and
@@ -111,7 +115,7 @@ class BulkRepository(Repository):
     Keys looked up once for the whole batch: an order or held cancellation known to be absent
     is not asked for again (until this transaction adds one). The records' changes of the
     statistics are kept and handed to the store's repository at the end of the batch, which
-    counts them into one total.
+    counts them into one total, with the sums of prepared orders (``sums``).
 
     Each record runs between ``begin`` and ``keep`` (it succeeded) or ``discard`` (it failed:
     what it did is undone). With ``buffered`` (a store with one writer, whose transactions
@@ -129,7 +133,8 @@ class BulkRepository(Repository):
         self.buffered = buffered
         self.no_order: set[Key] = set()
         self.no_held: set[Key] = set()
-        self.changes: list[Change] = []  # statistics, handed to ``outer`` at the end
+        self.changes: list[tuple[str, Order | None, Order | None]] = []  # to ``outer`` at the end
+        self.sums: dict[str, Delta] = {}  # prepared orders' statistics, handed over first
         self.changes_kept = 0  # the first ones are those of records that succeeded
         # Rows of new orders not written yet; the first ``kept`` of each list are those of
         # records that succeeded, the rest the current record's.
@@ -194,11 +199,33 @@ class BulkRepository(Repository):
         self.next_id = self.first_id  # its orders, written or not, are gone
         del self.changes[self.changes_kept :]
 
+    def place_new(self, key: Key, new: NewOrder) -> bool:
+        """Store a prepared order, as a record of its own, if this batch knows that nothing is
+        stored or held under its key; False, with nothing done, otherwise."""
+        if not self.buffered or key not in self.no_order or key not in self.no_held:
+            return False
+        self.begin()
+        self.no_order.discard(key)
+        _, order_row, lines, events = new
+        self._add_rows(key[0], self._new_id(), (order_row, lines, events))
+        self.keep()
+        return True
+
+    def uncount(self, site: str, order: Order) -> None:
+        """Take a prepared order back out of ``sums`` (between records: whatever becomes of
+        the record that places it now, this stays)."""
+        assert not self.in_record
+        self.changes.append((site, order, None))
+        self.changes_kept = len(self.changes)
+
     def flush(self) -> None:
-        """At the end of the batch: the rows still waiting, then the statistics' changes."""
+        """At the end of the batch: the rows still waiting, then the statistics."""
         self._write_rows()
+        for site, total in self.sums.items():
+            self.outer.count_sum(site, total)
         for site, before, after in self.changes:
             self.outer.count(site, before, after)
+        self.sums = {}
         self.changes.clear()
 
     def _before_statement(self) -> None:
@@ -240,11 +267,21 @@ class BulkRepository(Repository):
         if not self.buffered:
             super().insert_order(order, now)
             return
+        order.id = self._new_id()
+        self._add_rows(order.site, order.id, new_order_rows(order, iso(now), self.db.dialect.money))
+
+    def _new_id(self) -> int:
         if not self.next_id:  # read on the store's connection: no rows wait yet
             self.next_id = self.outer.next_order_id()
-        order.id = self.next_id
         self.next_id += 1
-        self.new_order_rows(order, now, self.order_rows, self.line_rows, self.event_rows)
+        return self.next_id - 1
+
+    def _add_rows(self, site: str, order_id: int, rows: NewRows) -> None:
+        order_row, lines, events = rows
+        self.order_rows.append((order_id, *order_row))
+        head = (site, order_id)
+        self.line_rows += [head + values for values in lines]
+        self.event_rows += [head + values for values in events]
 
     def held_for(
         self, site: str, source: str, channel_key: str, order_no: str, now: datetime
@@ -278,34 +315,45 @@ class _Announced(Db):
 
 
 def apply_batch(
-    records: list[Record],
+    chunk: Chunk,
     now: datetime,
     repo: Repository,
     prefetch: bool = True,
     max_held: int = MAX_HELD_PER_SITE,
     buffered: bool | None = None,
 ) -> Summary:
-    """Apply ``records`` in order inside the store's transaction, each alone: the outcomes,
-    and the records that failed as errors.
+    """Apply the chunk's records in order inside the store's transaction, each alone: the
+    outcomes, and the records that failed as errors.
 
     ``prefetch`` is only for a store whose transactions never run side by side (SQLite's one
     writer): an order another transaction is placing would otherwise be taken as absent. New
-    orders are then written many to a statement too, unless ``buffered`` is False.
+    orders are then written many to a statement too, and prepared ones taken as prepared,
+    unless ``buffered`` is False.
 
-    The services change the orders they place: each run of a batch needs records of its own
-    (``recotrack.import_records.decode`` makes them).
+    Each run builds the records afresh (the services change the orders they place).
 
     A record that raises ``ApiError`` is rolled back alone and reported; a database error
     fails the whole batch (the store reports it, and on PostgreSQL runs it again after a
     conflict: this function decides only from what it reads).
     """
     bulk = BulkRepository(repo, buffered=prefetch if buffered is None else buffered)
+    batch = entries(chunk.records)
     if prefetch:
-        bulk.prefetch(record.key for record in records)
+        bulk.prefetch(entry.key for entry in batch)
+    bulk.sums = totals(chunk)
     sites: dict[str, Site | ApiError] = {}
     summary = Summary()
     outcomes = summary.outcomes
-    for record in records:
+    for entry in batch:
+        if entry.new is not None and _place_prepared(bulk, sites, entry):
+            outcomes[CREATED] = outcomes.get(CREATED, 0) + 1
+            summary.order_lines += len(entry.new[2])
+            continue
+        record = decoded(entry, now)
+        if entry.new is not None:  # out of the sum, placed below as any other order
+            assert record.order is not None
+            record.order.crowd = entry.new[0]
+            bulk.uncount(entry.site, record.order.copy())
         bulk.begin()
         try:
             site = _site(bulk, sites, record.site)
@@ -320,6 +368,17 @@ def apply_batch(
         summary.order_lines += order_lines
     bulk.flush()
     return summary
+
+
+def _place_prepared(bulk: BulkRepository, sites: dict[str, Site | ApiError], entry: Entry) -> bool:
+    """Store a prepared order as prepared, if that is how placing it would store it."""
+    assert entry.new is not None
+    try:
+        site = _site(bulk, sites, entry.site)
+    except ApiError:
+        return False
+    crowd = entry.kind != "offline" or site.settings.offline_orders_affect_crowd
+    return entry.new[0] == crowd and bulk.place_new(entry.key, entry.new)
 
 
 def _site(repo: Repository, sites: dict[str, Site | ApiError], name: str) -> Site:
@@ -463,19 +522,19 @@ def run_import(
             if progress is not None:
                 progress(consumed)
             return
-        records = chunk.records
-        future = store.submit(
-            lambda repo: apply_batch(decode(records), moment, repo, one_writer, max_held)
-        )
+        future = store.submit(lambda repo: apply_batch(chunk, moment, repo, one_writer, max_held))
         in_flight.append((future, chunk.lines, consumed))
         while len(in_flight) > in_flight_max:
             collect()
 
+    # On SQLite the parsing process prepares orders too, for the crowd of each site as it is now.
+    offline_crowd = _offline_crowd(store) if one_writer else None
     with _collections_spaced(), _parser() as parser:
         parsing: deque[tuple[Future[Chunk], int]] = deque()
         first_line = 1
         for raws in _slices(source, batch):
-            parsing.append((parser.submit(parse_chunk, first_line, raws, moment), _size(raws)))
+            chunk = parser.submit(parse_chunk, first_line, raws, moment, offline_crowd)
+            parsing.append((chunk, _size(raws)))
             first_line += len(raws)
             while len(parsing) > PARSED_AHEAD:
                 parsed, consumed = parsing.popleft()
@@ -488,6 +547,16 @@ def run_import(
     summary.errors.sort()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _offline_crowd(store: Store) -> dict[str, bool]:
+    """Whether each site counts its offline orders in the crowd."""
+
+    def read(repo: Repository) -> dict[str, bool]:
+        sites = (repo.get_site(name) for name in repo.site_names())
+        return {s.name: s.settings.offline_orders_affect_crowd for s in sites if s is not None}
+
+    return store.submit(read).result()
 
 
 @contextmanager

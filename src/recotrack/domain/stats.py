@@ -129,6 +129,19 @@ class Delta:
         if after is not None:
             self.add(after, +1)
 
+    def merge(self, other: Delta) -> None:
+        """Add ``other``, a sum made elsewhere, to this one."""
+        products = self.products
+        for key, (units, revenue) in other.products.items():
+            old_units, old_revenue = products.get(key, (0, ZERO))
+            products[key] = (old_units + units, old_revenue + revenue)
+        pairs = self.pairs
+        for pair, orders in other.pairs.items():
+            pairs[pair] = pairs.get(pair, 0) + orders
+        days = self.days
+        for day, report in other.days.items():
+            days[day] = days.get(day, _NO_REPORT) + report
+
     def __bool__(self) -> bool:
         return bool(self.products or self.pairs or self.days)
 
@@ -154,14 +167,22 @@ def delta(before: Order | None, after: Order | None) -> Delta:
 
 # A change of one order, as a write reports it: (site, before, after), either may be None.
 # The orders are counted when the batch is summed, so nothing may change them after the
-# write that reported them.
-Change = tuple[str, Order | None, Order | None]
+# write that reported them. ``after`` may instead be a ``Delta`` summed elsewhere (the import's
+# parsing process sums its new orders), with ``before`` None: it is added as it is, and is
+# the batch's to change from then on.
+Change = tuple[str, Order | None, Order | Delta | None]
 
 
 def add_by_site(totals: dict[str, Delta], changes: Iterable[Change]) -> None:
     """Count each change in its site's total in ``totals``."""
     for site, before, after in changes:
         total = totals.get(site)
+        if isinstance(after, Delta):
+            if total is None:
+                totals[site] = after  # the first for its site: no entry to add twice
+            else:
+                total.merge(after)
+            continue
         if total is None:
             total = totals[site] = Delta()
         total.count(before, after)

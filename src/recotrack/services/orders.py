@@ -62,9 +62,8 @@ def place_order(repo: Repository, site: Site, new: Order, now: datetime) -> Plac
     """Store a new order, ignore a same-content re-send, or update it when the site allows."""
     repo.lock_order_key(site.name, new.source, new.key_channel, new.order_no)
     existing = repo.find_order(site.name, new.source, new.key_channel, new.order_no)
-    context = Context(new.channel, new.session, new.cuid)
     if existing is None:
-        return _create(repo, site, new, now, context)
+        return _create(repo, site, new, now)
     if existing.content() == new.content():
         return Placed(existing, SAME)
     if not site.settings.cancellations:
@@ -81,7 +80,7 @@ def place_order(repo: Repository, site: Site, new: Order, now: datetime) -> Plac
         )
     before = existing.copy()
     existing.replace_content(new)
-    existing.new_events.append(_event("updated", now, context))
+    existing.new_events.append(_event("updated", now, Context(new.channel, new.session, new.cuid)))
     repo.update_order(existing, now, lines_replaced=True)
     repo.count(site.name, before, existing)
     return Placed(existing, UPDATED)
@@ -122,8 +121,14 @@ def cancel_order(
     return Cancelled(order_no, order.state)
 
 
-def _create(repo: Repository, site: Site, new: Order, now: datetime, context: Context) -> Placed:
-    new.new_events.append(_event("placed", now, context))
+def start_history(new: Order, now: datetime) -> None:
+    """The history a new order is stored with when no cancellation is held for it: placed
+    at ``now``. (The import's parsing process prepares new orders' rows with it.)"""
+    new.new_events.append(_event("placed", now, Context(new.channel, new.session, new.cuid)))
+
+
+def _create(repo: Repository, site: Site, new: Order, now: datetime) -> Placed:
+    start_history(new, now)
     held = repo.held_for(site.name, new.source, new.key_channel, new.order_no, now)
     warnings = []
     arrivals = []

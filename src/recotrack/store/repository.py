@@ -10,6 +10,7 @@ import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ..domain.orders import CancelItem, Event, HeldCancel, Line, Order
@@ -232,7 +233,7 @@ class Repository(ReadModel):
         # about twice the insert itself.
         cursor = self.db.execute(
             _INSERT_ORDER + (" RETURNING id" if postgres else ""),
-            self._order_row(order, iso(now)),
+            order_row(order, iso(now), self.db.dialect.money),
         )
         order.id = int(cursor.fetchone()[0] if postgres else cursor.lastrowid)
         self._insert_lines(order)
@@ -244,7 +245,7 @@ class Repository(ReadModel):
             " ordered_at = ?, day = ?, user_id = ?, customer_id = ?, crowd = ?,"
             " cancelled_whole = ?, updated_at = ? WHERE site = ? AND id = ?",
             (
-                *self._order_terms(order),
+                *order_terms(order, self.db.dialect.money),
                 order.user_id,
                 order.customer_id,
                 int(order.crowd),
@@ -314,57 +315,10 @@ class Repository(ReadModel):
         return order
 
     def _insert_lines(self, order: Order) -> None:
-        self.conn_executemany(_INSERT_LINES, self._line_rows(order))
-
-    def _order_row(self, order: Order, at: str) -> tuple[Any, ...]:
-        """An order's values for ``_NEW_ORDER_COLUMNS``; ``at`` is when it is stored."""
-        return (
-            order.site,
-            order.source,
-            order.key_channel,
-            order.order_no,
-            order.channel,
-            *self._order_terms(order),
-            order.session,
-            order.cuid,
-            order.user_id,
-            order.customer_id,
-            int(order.crowd),
-            int(order.cancelled_whole),
-            at,
-            at,
+        head = (order.site, order.id)
+        self.conn_executemany(
+            _INSERT_LINES, [head + values for values in line_values(order, self.db.dialect.money)]
         )
-
-    def _order_terms(self, order: Order) -> tuple[Any, ...]:
-        """State, currency, subtotal, shipping, total, ordered_at and day, as stored: the
-        columns an update rewrites, in the order both statements list them."""
-        money = self.db.dialect.money
-        return (
-            order.state.value,
-            order.currency,
-            money(order.subtotal),
-            money(order.shipping),
-            money(order.total),
-            iso(order.ordered_at),
-            order.day,
-        )
-
-    def _line_rows(self, order: Order) -> list[tuple[Any, ...]]:
-        money = self.db.dialect.money
-        return [
-            (
-                order.site,
-                order.id,
-                n,
-                line.ref_code,
-                line.qty,
-                line.cancelled,
-                money(line.price),
-                line.variant,
-                line.attributes,
-            )
-            for n, line in enumerate(order.lines)
-        ]
 
     def _insert_events(self, order: Order, new_order: bool = False) -> None:
         if not order.new_events:
@@ -378,24 +332,18 @@ class Repository(ReadModel):
                 "(SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events"
                 " WHERE site = ? AND order_id = ?)"
             )
+        head = (order.site, order.id)
+        if new_order:
+            rows = [head + values for values in new_event_values(order)]
+        else:
+            rows = [
+                (*head, *head, e.kind, iso(e.at), e.channel, e.session, e.cuid, e.reason, e.detail)
+                for e in order.new_events
+            ]
         self.conn_executemany(
             "INSERT INTO order_events (site, order_id, seq, kind, at, channel, session, cuid,"
             f" reason, detail) VALUES (?, ?, {next_seq}, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    order.site,
-                    order.id,
-                    *((n,) if new_order else (order.site, order.id)),
-                    e.kind,
-                    iso(e.at),
-                    e.channel,
-                    e.session,
-                    e.cuid,
-                    e.reason,
-                    e.detail,
-                )
-                for n, e in enumerate(order.new_events, start=1)
-            ],
+            rows,
         )
         order.new_events = []
 
@@ -464,6 +412,11 @@ class Repository(ReadModel):
         (same transaction as the order)."""
         self.write_statistics(site, delta(before, after))
 
+    def count_sum(self, site: str, total: Delta) -> None:
+        """Add ``total``, the changes of several orders summed elsewhere, to the site's
+        statistics (same transaction as the orders)."""
+        self.write_statistics(site, total.pruned())
+
     def write_statistics(self, site: str, change: Delta) -> None:
         """Add ``change`` to the site's statistics now."""
         money = self.db.dialect.money
@@ -517,33 +470,14 @@ class Repository(ReadModel):
         stays true while this transaction is the only one that inserts orders."""
         return int(self.db.one("SELECT COALESCE(MAX(id), 0) + 1 FROM orders")[0])
 
-    def new_order_rows(
-        self,
-        order: Order,
-        now: datetime,
-        orders: list[tuple[Any, ...]],
-        lines: list[tuple[Any, ...]],
-        events: list[tuple[Any, ...]],
-    ) -> None:
-        """Add the rows ``insert_order`` writes for the new ``order`` (its ``id`` given) to
-        ``orders``, ``lines`` and ``events``, for ``insert_new_orders``; its new events are
-        taken, as ``insert_order`` takes them."""
-        site, order_id = order.site, order.id
-        orders.append((order_id, *self._order_row(order, iso(now))))
-        lines += self._line_rows(order)
-        events += [
-            (site, order_id, n, e.kind, iso(e.at), e.channel, e.session, e.cuid, e.reason, e.detail)
-            for n, e in enumerate(order.new_events, start=1)
-        ]
-        order.new_events = []
-
     def insert_new_orders(
         self,
         orders: list[tuple[Any, ...]],
         lines: list[tuple[Any, ...]],
         events: list[tuple[Any, ...]],
     ) -> None:
-        """Write rows made by ``new_order_rows``, many orders to a statement."""
+        """Write new orders' rows (``new_order_rows``, each with its id), many orders to a
+        statement."""
         self.conn_executemany(
             _INSERT_ORDER_WITH_ID,
             orders,
@@ -593,6 +527,84 @@ class WriterRepository(Repository):
 
     def count(self, site: str, before: Order | None, after: Order | None) -> None:
         self.changes.append((site, before, after))
+
+    def count_sum(self, site: str, total: Delta) -> None:
+        self.changes.append((site, None, total))
+
+
+# -- rows --------------------------------------------------------------------------------
+
+Money = Callable[[Decimal], Any]  # an amount as the driver takes it (``Dialect.money``)
+# A new order's rows without what the database gives it: its ``_NEW_ORDER_COLUMNS``, then the
+# values of each line and of each event after (site, order_id).
+NewRows = tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def new_order_rows(order: Order, at: str, money: Money) -> NewRows:
+    """The rows ``insert_order`` writes for the new ``order``, stored at ``at``, but for its
+    id; its new events are taken, as ``insert_order`` takes them."""
+    rows = (order_row(order, at, money), line_values(order, money), new_event_values(order))
+    order.new_events = []
+    return rows
+
+
+def order_row(order: Order, at: str, money: Money) -> tuple[Any, ...]:
+    """An order's values for ``_NEW_ORDER_COLUMNS``; ``at`` is when it is stored."""
+    return (
+        order.site,
+        order.source,
+        order.key_channel,
+        order.order_no,
+        order.channel,
+        *order_terms(order, money),
+        order.session,
+        order.cuid,
+        order.user_id,
+        order.customer_id,
+        int(order.crowd),
+        int(order.cancelled_whole),
+        at,
+        at,
+    )
+
+
+def order_terms(order: Order, money: Money) -> tuple[Any, ...]:
+    """State, currency, subtotal, shipping, total, ordered_at and day, as stored: the columns
+    an update rewrites, in the order both statements list them."""
+    return (
+        order.state.value,
+        order.currency,
+        money(order.subtotal),
+        money(order.shipping),
+        money(order.total),
+        iso(order.ordered_at),
+        order.day,
+    )
+
+
+def line_values(order: Order, money: Money) -> list[tuple[Any, ...]]:
+    """Each line's values after (site, order_id) in ``_INSERT_LINES``."""
+    return [
+        (
+            n,
+            line.ref_code,
+            line.qty,
+            line.cancelled,
+            money(line.price),
+            line.variant,
+            line.attributes,
+        )
+        for n, line in enumerate(order.lines)
+    ]
+
+
+def new_event_values(order: Order) -> list[tuple[Any, ...]]:
+    """The new events of an order stored just now, after (site, order_id): numbered from 1,
+    since it has no history."""
+    return [
+        (n, e.kind, iso(e.at), e.channel, e.session, e.cuid, e.reason, e.detail)
+        for n, e in enumerate(order.new_events, start=1)
+    ]
 
 
 def _add(postgres: bool, left: str, right: str) -> str:
