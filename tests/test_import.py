@@ -504,3 +504,20 @@ def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) 
     assert rows == [(1, "W1"), (2, "W3")]  # W3 takes the id W2 and W4 gave back
     assert sorted(lines_of) == sorted(events_of) == [(1,), (2,)]
     assert_consistent(db)
+
+
+def test_the_import_checkpoints_the_wal_less_often_and_leaves_sqlites_default(
+    tmp_path: Path,
+) -> None:
+    store = open_store(Settings(database_url=f"sqlite:///{tmp_path / 'bulk.db'}"))
+
+    def autocheckpoint(repo: Repository) -> int:
+        return int(repo.db.one("PRAGMA wal_autocheckpoint")[0])
+
+    try:
+        assert store.write_sync(autocheckpoint) == 1000
+        with store.bulk_load():
+            assert store.write_sync(autocheckpoint) == 20_000
+        assert store.write_sync(autocheckpoint) == 1000
+    finally:
+        store.close()

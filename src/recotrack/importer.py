@@ -529,21 +529,22 @@ def run_import(
 
     # On SQLite the parsing process prepares orders too, for the crowd of each site as it is now.
     offline_crowd = _offline_crowd(store) if one_writer else None
-    with _collections_spaced(), _parser() as parser:
-        parsing: deque[tuple[Future[Chunk], int]] = deque()
-        first_line = 1
-        for raws in _slices(source, batch):
-            chunk = parser.submit(parse_chunk, first_line, raws, moment, offline_crowd)
-            parsing.append((chunk, _size(raws)))
-            first_line += len(raws)
-            while len(parsing) > PARSED_AHEAD:
+    with _collections_spaced(), store.bulk_load():
+        with _parser() as parser:
+            parsing: deque[tuple[Future[Chunk], int]] = deque()
+            first_line = 1
+            for raws in _slices(source, batch):
+                chunk = parser.submit(parse_chunk, first_line, raws, moment, offline_crowd)
+                parsing.append((chunk, _size(raws)))
+                first_line += len(raws)
+                while len(parsing) > PARSED_AHEAD:
+                    parsed, consumed = parsing.popleft()
+                    send(parsed.result(), consumed)
+            while parsing:
                 parsed, consumed = parsing.popleft()
                 send(parsed.result(), consumed)
-        while parsing:
-            parsed, consumed = parsing.popleft()
-            send(parsed.result(), consumed)
-    while in_flight:
-        collect()
+        while in_flight:
+            collect()
     summary.errors.sort()
     summary.seconds = time.perf_counter() - started
     return summary

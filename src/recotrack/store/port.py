@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import queue
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..domain.errors import ApiError
@@ -56,6 +57,12 @@ class Store(ABC):
 
     def write_sync(self, work: Work[T]) -> T:
         return self.submit(work).result()
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Around a long run of large write transactions (``recotrack import``), for an
+        adapter that works differently then; nothing by default."""
+        yield
 
     async def write(self, work: Work[T]) -> T:
         return await asyncio.wrap_future(self.submit(work))
