@@ -107,3 +107,32 @@ def test_a_batch_writes_each_site_once_and_only_what_adds_something() -> None:
         )
     )
     assert not to_write({"zeta": totals["zeta"]}) and not Delta()
+
+
+def test_sums_made_elsewhere_count_as_the_changes_they_sum_wherever_they_come() -> None:
+    """The import's parsing process sums its new orders; the writer's batch takes that sum
+    as its site's total when it comes first and adds it entry by entry when it does not."""
+    first = order(("milk", 2, "1.10", 0), ("tea", 1, "4", 0))
+    second = order(("milk", 1, "1.1", 0), ("jam", 3, "0.50", 1))
+    third = order(("tea", 2, "4.00", 0))
+    one_by_one: dict[str, Delta] = {}
+    add_by_site(one_by_one, [("shop", None, first), ("shop", None, second)])
+    add_by_site(one_by_one, [("shop", None, third), ("shop", first, None)])
+
+    summed = Delta()
+    summed.count(None, first)
+    summed.count(None, second)
+    later = Delta()
+    later.count(None, third)
+    totals: dict[str, Delta] = {}
+    add_by_site(totals, [("shop", None, summed), ("shop", None, later), ("shop", first, None)])
+    assert totals["shop"] is summed  # the first sum is taken, not copied
+    assert shown(totals["shop"]) == shown(one_by_one["shop"])
+
+    again = Delta()
+    again.count(None, first)
+    again.count(None, second)
+    after_a_change: dict[str, Delta] = {}
+    add_by_site(after_a_change, [("shop", first, None), ("shop", None, again)])
+    add_by_site(after_a_change, [("shop", None, third)])
+    assert shown(after_a_change["shop"]) == shown(one_by_one["shop"])
