@@ -276,26 +276,6 @@ def test_one_transaction_takes_at_most_max_writes_so_order_locks_stay_few(url: s
         assert sizes == [1, MAX_WRITES, 10]
 
 
-def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(url: str) -> None:
-    with one_writer(url) as (store, _):
-
-        def refused(repo: Repository) -> None:
-            repo.set_meta("alone", "written, then refused")
-            raise ApiError("OrderConflict", "refused")
-
-        def broken(repo: Repository) -> None:
-            repo.set_meta("alone", "written, then broken")
-            repo.db.execute("SELECT no_such_column FROM meta")
-
-        with pytest.raises(ApiError, match="refused"):
-            store.write_sync(refused)
-        with pytest.raises(StoreError, match="no_such_column"):
-            store.write_sync(broken)
-        assert store.read_sync(lambda repo: repo.get_meta("alone")) is None
-        store.write_sync(lambda repo: repo.set_meta("alone", "kept"))
-        assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
-
-
 def test_a_full_write_queue_answers_overloaded(url: str) -> None:
     with one_writer(url, max_queue=2) as (store, _):
         gate = gate_held(store)

@@ -1,0 +1,99 @@
+"""The writers: a write alone in its transaction fails without a trace on both backends; on
+SQLite, the savepoint each write of a shared transaction runs in, none for a write alone, and
+a bulk load committing each write alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recotrack.domain.errors import ApiError
+from recotrack.store import Store
+from recotrack.store.db import StoreError
+from recotrack.store.repository import Repository
+from recotrack.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore(str(tmp_path / "writer.db"))
+    yield opened
+    opened.close()
+
+
+def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(store: Store) -> None:
+    def refused(repo: Repository) -> None:
+        repo.set_meta("alone", "written, then refused")
+        raise ApiError("OrderConflict", "refused")
+
+    def broken(repo: Repository) -> None:
+        repo.set_meta("alone", "written, then broken")
+        repo.db.execute("SELECT no_such_column FROM meta")
+
+    with pytest.raises(ApiError, match="refused"):
+        store.write_sync(refused)
+    with pytest.raises(StoreError, match="no_such_column"):
+        store.write_sync(broken)
+    assert store.read_sync(lambda repo: repo.get_meta("alone")) is None
+    store.write_sync(lambda repo: repo.set_meta("alone", "kept"))
+    assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
+
+
+def traced(store: SqliteStore) -> list[str]:
+    """The statements the writer's connection runs from now on."""
+    statements: list[str] = []
+    store.write_sync(lambda repo: repo.db.conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
+    statements.clear()
+    return statements
+
+
+def queued_behind_a_gate(store: SqliteStore, count: int) -> list[int]:
+    """Submit ``count`` writes while the writer is held, so they wait together; then let it go
+    and return the number of writes in each transaction it commits after the gate's."""
+    entered, opened = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def gate(repo: Repository) -> None:
+        entered.set()
+        assert opened.wait(10)
+
+    held = store.submit(gate)
+    assert entered.wait(10)
+    store.on_batch = sizes.append
+    futures = [
+        store.submit(lambda repo, n=n: repo.set_meta(f"queued-{n}", "written"))
+        for n in range(count)
+    ]
+    opened.set()
+    held.result(10)
+    for future in futures:
+        future.result(10)
+    store.on_batch = None
+    return sizes[1:]  # the gate's own transaction first
+
+
+def test_writes_sharing_a_transaction_each_run_in_a_savepoint_and_a_write_alone_in_none(
+    sqlite: SqliteStore,
+) -> None:
+    store = sqlite
+    statements = traced(store)
+    assert queued_behind_a_gate(store, 3) == [3]
+    assert statements.count("SAVEPOINT w") == statements.count("RELEASE w") == 3
+    statements.clear()
+
+    store.write_sync(lambda repo: repo.set_meta("alone", "written"))
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
+
+
+def test_a_bulk_load_commits_each_write_alone_without_a_savepoint(sqlite: SqliteStore) -> None:
+    store = sqlite
+    statements = traced(store)
+    with store.bulk_load():
+        assert queued_behind_a_gate(store, 3) == [1, 1, 1]
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    assert queued_behind_a_gate(store, 3) == [3]  # and after it, they share one again
+    assert all(store.read_sync(lambda repo, n=n: repo.get_meta(f"queued-{n}")) for n in range(3))
