@@ -17,13 +17,14 @@ from starlette.testclient import TestClient
 from recotrack.cli import main
 from recotrack.http.app import create_app
 from recotrack.import_records import decode, parse_chunk
-from recotrack.importer import BulkRepository, Summary, apply_batch
+from recotrack.importer import BulkRepository, Summary, apply_batch, run_import
 from recotrack.services.orders import place_order
 from recotrack.settings import Settings
 from recotrack.store import open_store
 from recotrack.store.repository import Repository
 
 from .support import ADMIN, AUTH
+from .test_writers import traced
 
 TABLES = ("orders", "order_lines", "order_events", "held_cancels") + (
     "stat_products",
@@ -521,3 +522,25 @@ def test_the_import_checkpoints_the_wal_less_often_and_leaves_sqlites_default(
         assert store.write_sync(autocheckpoint) == 1000
     finally:
         store.close()
+
+
+def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_then_restores(
+    db: Path, tmp_path: Path
+) -> None:
+    path = write(tmp_path, *(online(f"B{n}", ("P1", 1, "2.00")) for n in range(4)))
+    store = open_store(Settings(database_url=f"sqlite:///{db}"))
+    sizes: list[int] = []
+    try:
+        statements = traced(store)  # type: ignore[arg-type]
+        store.on_batch = sizes.append
+        with path.open("rb") as source:
+            summary = run_import(
+                store, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=1
+            )
+    finally:
+        store.close()
+    assert summary.outcomes == {"created": 4}
+    checkpoints = [s for s in statements if "wal_autocheckpoint" in s]
+    assert checkpoints == ["PRAGMA wal_autocheckpoint = 20000", "PRAGMA wal_autocheckpoint = 1000"]
+    assert sizes and set(sizes) == {1}  # each batch of records in a transaction of its own
+    assert "SAVEPOINT w" not in statements

@@ -33,6 +33,7 @@ from recotrack.store.repository import Repository
 
 from .conftest import POSTGRES_URL, postgres_schema_url
 from .test_site_versions import cancellations, switch_on_then_refuse
+from .test_writers import broken, refused
 
 pytestmark = pytest.mark.skipif(
     not POSTGRES_URL, reason="PostgreSQL tests need RECOTRACK_TEST_POSTGRES_URL (.ci/run sets it)"
@@ -235,20 +236,11 @@ def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url
 def test_in_one_batch_a_failing_write_rolls_back_alone(url: str) -> None:
     with one_writer(url) as (store, sizes):
         gate = gate_held(store)
-
-        def refused(repo: Repository) -> None:
-            repo.set_meta("k2", "written, then refused")
-            raise ApiError("OrderConflict", "refused")
-
-        def broken(repo: Repository) -> None:
-            repo.set_meta("k3", "written, then broken")
-            repo.db.execute("SELECT no_such_column FROM meta")
-
         futures: list[Future[Any]] = [
             store.submit(lambda repo: repo.set_meta("k0", "0")),
             store.submit(lambda repo: repo.set_meta("k1", "1")),
-            store.submit(refused),
-            store.submit(broken),
+            store.submit(refused("k2")),
+            store.submit(broken("k3")),
             store.submit(lambda repo: repo.set_meta("k4", "4")),
         ]
         gate.opened.set()

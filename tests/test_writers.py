@@ -5,7 +5,7 @@ a bulk load committing each write alone."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +24,31 @@ def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
     opened.close()
 
 
-def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(store: Store) -> None:
-    def refused(repo: Repository) -> None:
-        repo.set_meta("alone", "written, then refused")
+def refused(key: str) -> Callable[[Repository], None]:
+    """A write that changes ``key``, then is refused: a failure of the service's own."""
+
+    def work(repo: Repository) -> None:
+        repo.set_meta(key, "written, then refused")
         raise ApiError("OrderConflict", "refused")
 
-    def broken(repo: Repository) -> None:
-        repo.set_meta("alone", "written, then broken")
+    return work
+
+
+def broken(key: str) -> Callable[[Repository], None]:
+    """A write that changes ``key``, then fails in the database."""
+
+    def work(repo: Repository) -> None:
+        repo.set_meta(key, "written, then broken")
         repo.db.execute("SELECT no_such_column FROM meta")
 
+    return work
+
+
+def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(store: Store) -> None:
     with pytest.raises(ApiError, match="refused"):
-        store.write_sync(refused)
+        store.write_sync(refused("alone"))
     with pytest.raises(StoreError, match="no_such_column"):
-        store.write_sync(broken)
+        store.write_sync(broken("alone"))
     assert store.read_sync(lambda repo: repo.get_meta("alone")) is None
     store.write_sync(lambda repo: repo.set_meta("alone", "kept"))
     assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
