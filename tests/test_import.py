@@ -507,23 +507,6 @@ def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) 
     assert_consistent(db)
 
 
-def test_the_import_checkpoints_the_wal_less_often_and_leaves_sqlites_default(
-    tmp_path: Path,
-) -> None:
-    store = open_store(Settings(database_url=f"sqlite:///{tmp_path / 'bulk.db'}"))
-
-    def autocheckpoint(repo: Repository) -> int:
-        return int(repo.db.one("PRAGMA wal_autocheckpoint")[0])
-
-    try:
-        assert store.write_sync(autocheckpoint) == 1000
-        with store.bulk_load():
-            assert store.write_sync(autocheckpoint) == 20_000
-        assert store.write_sync(autocheckpoint) == 1000
-    finally:
-        store.close()
-
-
 def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_then_restores(
     db: Path, tmp_path: Path
 ) -> None:
@@ -531,7 +514,7 @@ def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_the
     store = open_store(Settings(database_url=f"sqlite:///{db}"))
     sizes: list[int] = []
     try:
-        statements = traced(store)  # type: ignore[arg-type]
+        statements = traced(store)
         store.on_batch = sizes.append
         with path.open("rb") as source:
             summary = run_import(

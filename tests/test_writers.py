@@ -54,7 +54,7 @@ def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(store: Stor
     assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
 
 
-def traced(store: SqliteStore) -> list[str]:
+def traced(store: Store) -> list[str]:
     """The statements the writer's connection runs from now on."""
     statements: list[str] = []
     store.write_sync(lambda repo: repo.db.conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
@@ -90,22 +90,20 @@ def queued_behind_a_gate(store: SqliteStore, count: int) -> list[int]:
 def test_writes_sharing_a_transaction_each_run_in_a_savepoint_and_a_write_alone_in_none(
     sqlite: SqliteStore,
 ) -> None:
-    store = sqlite
-    statements = traced(store)
-    assert queued_behind_a_gate(store, 3) == [3]
+    statements = traced(sqlite)
+    assert queued_behind_a_gate(sqlite, 3) == [3]
     assert statements.count("SAVEPOINT w") == statements.count("RELEASE w") == 3
     statements.clear()
 
-    store.write_sync(lambda repo: repo.set_meta("alone", "written"))
+    sqlite.write_sync(lambda repo: repo.set_meta("alone", "written"))
     assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
     assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
 
 
 def test_a_bulk_load_commits_each_write_alone_without_a_savepoint(sqlite: SqliteStore) -> None:
-    store = sqlite
-    statements = traced(store)
-    with store.bulk_load():
-        assert queued_behind_a_gate(store, 3) == [1, 1, 1]
+    statements = traced(sqlite)
+    with sqlite.bulk_load():
+        assert queued_behind_a_gate(sqlite, 3) == [1, 1, 1]
     assert not [s for s in statements if "SAVEPOINT" in s]
-    assert queued_behind_a_gate(store, 3) == [3]  # and after it, they share one again
-    assert all(store.read_sync(lambda repo, n=n: repo.get_meta(f"queued-{n}")) for n in range(3))
+    assert queued_behind_a_gate(sqlite, 3) == [3]  # and after it, they share one again
+    assert all(sqlite.read_sync(lambda repo, n=n: repo.get_meta(f"queued-{n}")) for n in range(3))
