@@ -37,12 +37,13 @@ from .http.parse import (
 )
 from .services.orders import Context, start_history
 from .store.db import Dialect, iso
-from .store.repository import new_order_rows
+from .store.repository import NewRows, new_order_rows
 from .store.schema import SQLITE
 
 Key = tuple[str, str, str, str]  # site, source, channel_key, order_no
-# A prepared order: whether it counts in the crowd, then its rows (``NewRows``).
-NewOrder = tuple[bool, tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+# A prepared order: whether it counts in the crowd, then its rows (flat: one tuple less to
+# load for every order of an import).
+NewOrder = tuple[bool, *NewRows]
 
 
 # -- parsing: a line into a record --------------------------------------------------------
