@@ -524,6 +524,6 @@ def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_the
         store.close()
     assert summary.outcomes == {"created": 4}
     checkpoints = [s for s in statements if "wal_autocheckpoint" in s]
-    assert checkpoints == ["PRAGMA wal_autocheckpoint = 20000", "PRAGMA wal_autocheckpoint = 1000"]
+    assert checkpoints == ["PRAGMA wal_autocheckpoint = 20000", "PRAGMA wal_autocheckpoint = 4000"]
     assert sizes and set(sizes) == {1}  # each batch of records in a transaction of its own
     assert "SAVEPOINT w" not in statements

@@ -1,10 +1,13 @@
 """The writers: a write alone in its transaction fails without a trace on both backends; on
-SQLite, the savepoint each write of a shared transaction runs in, none for a write alone, and
-a bulk load committing each write alone."""
+SQLite, the savepoint each write of a shared transaction runs in, none for a write alone, a
+bulk load committing each write alone, and the checkpointer beside the writer."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -107,3 +110,59 @@ def test_a_bulk_load_commits_each_write_alone_without_a_savepoint(sqlite: Sqlite
     assert not [s for s in statements if "SAVEPOINT" in s]
     assert queued_behind_a_gate(sqlite, 3) == [3]  # and after it, they share one again
     assert all(sqlite.read_sync(lambda repo, n=n: repo.get_meta(f"queued-{n}")) for n in range(3))
+
+
+def in_the_database_file(store: SqliteStore, key: str) -> str | None:
+    """``key``'s meta value as the database file alone holds it, without its WAL: what
+    checkpoints have copied back."""
+    copy = f"{store.path}.copy"
+    shutil.copyfile(store.path, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:  # no table yet: the schema is still only in the WAL
+        return None
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def reaches_the_database_file(store: SqliteStore, key: str, value: str) -> None:
+    deadline = time.monotonic() + 10
+    while in_the_database_file(store, key) != value:
+        assert time.monotonic() < deadline, f"{key}={value} never reached the database file"
+        time.sleep(0.05)
+
+
+def test_the_checkpointer_copies_commits_back_into_the_database_beside_the_writer(
+    sqlite: SqliteStore,
+) -> None:
+    for n in range(20):  # a few pages, far below any autocheckpoint
+        sqlite.write_sync(lambda repo, n=n: repo.set_meta("written", str(n)))
+    reaches_the_database_file(sqlite, "written", "19")
+    assert sqlite.stats["checkpoints"] >= 1
+
+
+def test_a_bulk_load_leaves_checkpoints_to_the_writer(sqlite: SqliteStore) -> None:
+    sqlite.write_sync(lambda repo: repo.set_meta("before", "yes"))
+    reaches_the_database_file(sqlite, "before", "yes")
+    time.sleep(0.2)  # the checkpointer is done with it
+    copied = sqlite.stats["checkpoints"]
+    with sqlite.bulk_load():
+        sqlite.write_sync(lambda repo: repo.set_meta("loaded", "yes"))
+        time.sleep(0.5)  # ten times the checkpointer's pause after a commit
+        assert sqlite.stats["checkpoints"] == copied
+        assert in_the_database_file(sqlite, "loaded") is None
+    sqlite.write_sync(lambda repo: repo.set_meta("after", "yes"))
+    reaches_the_database_file(sqlite, "after", "yes")  # and it takes them up again
+
+
+def test_a_store_closes_at_once_after_a_write(tmp_path: Path) -> None:
+    for n in range(20):  # the checkpointer is waiting for commits to gather, or copying
+        store = SqliteStore(str(tmp_path / f"closing-{n}.db"))
+        store.write_sync(lambda repo: repo.set_meta("written", "yes"))
+        time.sleep(n * 0.005)
+        closing = threading.Thread(target=store.close)
+        closing.start()
+        closing.join(5)
+        assert not closing.is_alive(), f"close() still waiting after a write ({n})"

@@ -12,11 +12,16 @@ of its own would hand the GIL back and forth with the loop at every statement (t
 module releases it around each call), and wait up to the switch interval each time. Callers
 without an event loop (the command line, the importer) use ``submit``: a writer thread runs
 their batches the same way. A lock keeps the two from sharing a transaction.
+
+Committed pages are copied from the WAL back into the database by a checkpointer of its own,
+beside the writer, so that no commit waits for a checkpoint of 1,000 pages; the writer's
+autocheckpoint, at 4,000 pages, finds most of them copied and lets the WAL start again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import secrets
 import sqlite3
@@ -37,6 +42,8 @@ from .port import Store, T, Work, enqueue, overloaded
 from .rankings import STAMP_KEY, Rankings
 from .repository import Repository, WriterRepository
 from .schema import SQLITE
+
+log = logging.getLogger("recotrack.store")
 
 _STOP = object()
 
@@ -91,8 +98,62 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 WRITER_CACHE_KIB = 65_536
-AUTOCHECKPOINT_PAGES = 1_000  # SQLite's default: the WAL is copied back after 4 MiB of commits
-BULK_AUTOCHECKPOINT_PAGES = 20_000  # while bulk loading: after 80 MiB
+# The checkpointer copies the WAL back while commits go on; the writer's own checkpoint, at the
+# commit that crosses this many pages (16 MiB), finds most of them copied and lets the next
+# transaction start the WAL again from its beginning.
+AUTOCHECKPOINT_PAGES = 4_000
+BULK_AUTOCHECKPOINT_PAGES = 20_000  # while bulk loading (no checkpointer): after 80 MiB
+CHECKPOINT_EVERY = 0.05  # seconds of commits the checkpointer lets gather before copying
+CHECKPOINT_ROUNDS = 8  # passive checkpoints in a row, each copying what the last left
+
+
+class _Checkpointer:
+    """Copies committed pages from the WAL back into the database on a connection and thread of
+    its own, beside the writer: a passive checkpoint never blocks a writer. Left to SQLite's
+    autocheckpoint, the commit that crosses the mark copies every page and fsyncs the database
+    before its writes are answered, and every request that arrives meanwhile waits (#42)."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self._conn = connect(path, synchronous)
+        self._committed = threading.Event()
+        self._stopping = False
+        self.paused = False  # bulk loading: the writer's own checkpoints, far apart, do it
+        self.checkpoints = 0
+        self._thread = threading.Thread(target=self._run, name="recotrack-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._committed.set()
+
+    def _run(self) -> None:
+        while True:
+            self._committed.wait()
+            if self._stopping:
+                return
+            time.sleep(CHECKPOINT_EVERY)
+            self._committed.clear()
+            if self._stopping:
+                return
+            if not self.paused:
+                self._copy()
+
+    def _copy(self) -> None:
+        try:
+            for _ in range(CHECKPOINT_ROUNDS):
+                busy, wal_pages, copied = self._conn.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchone()
+                if busy or copied >= wal_pages:  # another process checkpoints, or all copied
+                    break
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # the writer's own checkpoints still bound the WAL
+            log.warning("sqlite checkpoint failed: %s", exc)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._committed.set()
+        self._thread.join()
+        self._conn.close()
 
 
 class _BatchRepository(WriterRepository):
@@ -145,6 +206,8 @@ class SqliteStore(Store):
             self._writer_conn.close()
             raise
         self._counters = {"batches": 0.0, "writes": 0.0, "last_batch": 0.0}
+        self._writer_conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+        self._checkpointer = _Checkpointer(path, synchronous)
         self._repo = _BatchRepository(Db(self._writer_conn, self._dialect), self._sites)
         self._transaction = threading.Lock()  # one batch at a time on the writer connection
         self._max_queue = max_queue
@@ -184,19 +247,20 @@ class SqliteStore(Store):
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
-        """Checkpoint the WAL after 20,000 pages of commits instead of 1,000, and commit each
-        write of the writer thread alone, without a savepoint. Every transaction of a bulk
+        """Checkpoint the WAL after 20,000 pages of commits instead of 4,000, with the
+        checkpointer paused, and commit each write of the writer thread alone, without a
+        savepoint. Every transaction of a bulk
         load rewrites many of the same pages (indexes, statistics); a checkpoint copies each
         page once however often the WAL holds it, and the commit that crosses the mark waits
         for it (1,000,000 orders imported: 62 -> 58 s). A savepoint keeps a copy of every
         page changed under it until it is released: for an import's batch of 5,000 records,
         in a temporary file (the import's system CPU: 8 -> 5.6 s)."""
         self._autocheckpoint(BULK_AUTOCHECKPOINT_PAGES)
-        self._bulk = True
+        self._bulk = self._checkpointer.paused = True
         try:
             yield
         finally:
-            self._bulk = False
+            self._bulk = self._checkpointer.paused = False
             self._autocheckpoint(AUTOCHECKPOINT_PAGES)
 
     def _autocheckpoint(self, pages: int) -> None:
@@ -227,11 +291,13 @@ class SqliteStore(Store):
         with self._transaction:  # a commit in flight ends first
             self._writer_conn.close()
         self._committer.shutdown(wait=True)
+        self._checkpointer.close()
 
     @property
     def stats(self) -> dict[str, float]:
         queued = self._queue.qsize() + len(self._pending)
-        return {**self._counters, "queued": float(queued)}
+        checkpoints = float(self._checkpointer.checkpoints)
+        return {**self._counters, "queued": float(queued), "checkpoints": checkpoints}
 
     # -- the writer ------------------------------------------------------------------------
 
@@ -393,6 +459,7 @@ class SqliteStore(Store):
     ) -> None:
         if moved is not None:
             self._rankings.committed(*moved)
+        self._checkpointer.committed()
         self._counters["batches"] += 1
         self._counters["writes"] += sum(1 for _, ok, _ in outcomes if ok)
         self._counters["last_batch"] = size
