@@ -120,8 +120,8 @@ def in_the_database_file(store: SqliteStore, key: str) -> str | None:
     conn = sqlite3.connect(copy)
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    except sqlite3.OperationalError:  # no table yet: the schema is still only in the WAL
-        return None
+    except sqlite3.DatabaseError:  # no table yet (the schema is only in the WAL), or a copy
+        return None  # taken while a checkpoint was writing: read again
     finally:
         conn.close()
     return None if row is None else str(row[0])

@@ -249,12 +249,12 @@ class SqliteStore(Store):
     def bulk_load(self) -> Iterator[None]:
         """Checkpoint the WAL after 20,000 pages of commits instead of 4,000, with the
         checkpointer paused, and commit each write of the writer thread alone, without a
-        savepoint. Every transaction of a bulk
-        load rewrites many of the same pages (indexes, statistics); a checkpoint copies each
-        page once however often the WAL holds it, and the commit that crosses the mark waits
-        for it (1,000,000 orders imported: 62 -> 58 s). A savepoint keeps a copy of every
-        page changed under it until it is released: for an import's batch of 5,000 records,
-        in a temporary file (the import's system CPU: 8 -> 5.6 s)."""
+        savepoint. Every transaction of a bulk load rewrites many of the same pages (indexes,
+        statistics); a checkpoint copies each page once however often the WAL holds it, and
+        the commit that crosses the mark waits for it (1,000,000 orders imported: 62 -> 58 s).
+        A savepoint keeps a copy of every page changed under it until it is released: for an
+        import's batch of 5,000 records, in a temporary file (the import's system CPU: 8 ->
+        5.6 s)."""
         self._autocheckpoint(BULK_AUTOCHECKPOINT_PAGES)
         self._bulk = self._checkpointer.paused = True
         try:
