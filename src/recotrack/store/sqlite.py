@@ -117,7 +117,6 @@ class _Checkpointer:
         self._conn = connect(path, synchronous)
         self._committed = threading.Event()
         self._stopping = False
-        self.paused = False  # bulk loading: the writer's own checkpoints, far apart, do it
         self.checkpoints = 0
         self._thread = threading.Thread(target=self._run, name="recotrack-checkpoint", daemon=True)
         self._thread.start()
@@ -134,8 +133,7 @@ class _Checkpointer:
             self._committed.clear()
             if self._stopping:
                 return
-            if not self.paused:
-                self._copy()
+            self._copy()
 
     def _copy(self) -> None:
         try:
@@ -211,7 +209,9 @@ class SqliteStore(Store):
         self._repo = _BatchRepository(Db(self._writer_conn, self._dialect), self._sites)
         self._transaction = threading.Lock()  # one batch at a time on the writer connection
         self._max_queue = max_queue
-        self._bulk = False  # bulk loading: the writer thread commits each write alone
+        # Bulk loading: the writer thread commits each write alone, and the checkpointer is not
+        # woken (the writer's own checkpoints, far apart, copy the pages back).
+        self._bulk = False
         self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
         self._drainer: asyncio.Task[None] | None = None
@@ -256,11 +256,11 @@ class SqliteStore(Store):
         import's batch of 5,000 records, in a temporary file (the import's system CPU: 8 ->
         5.6 s)."""
         self._autocheckpoint(BULK_AUTOCHECKPOINT_PAGES)
-        self._bulk = self._checkpointer.paused = True
+        self._bulk = True
         try:
             yield
         finally:
-            self._bulk = self._checkpointer.paused = False
+            self._bulk = False
             self._autocheckpoint(AUTOCHECKPOINT_PAGES)
 
     def _autocheckpoint(self, pages: int) -> None:
@@ -459,7 +459,8 @@ class SqliteStore(Store):
     ) -> None:
         if moved is not None:
             self._rankings.committed(*moved)
-        self._checkpointer.committed()
+        if not self._bulk:
+            self._checkpointer.committed()
         self._counters["batches"] += 1
         self._counters["writes"] += sum(1 for _, ok, _ in outcomes if ok)
         self._counters["last_batch"] = size
