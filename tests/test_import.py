@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ from starlette.testclient import TestClient
 from recotrack.cli import main
 from recotrack.http.app import create_app
 from recotrack.import_records import decode, parse_chunk
-from recotrack.importer import BulkRepository, Summary, apply_batch, run_import
+from recotrack.importer import (
+    BulkRepository,
+    Summary,
+    apply_batch,
+    parsing_process,
+    run_import,
+    slices,
+)
 from recotrack.services.orders import place_order
 from recotrack.settings import Settings
 from recotrack.store import open_store
@@ -507,6 +515,39 @@ def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) 
     assert_consistent(db)
 
 
+def test_slices_start_small_and_cut_the_last_lines_in_quarters() -> None:
+    def sizes(lines: int, batch: int) -> list[int]:
+        source = io.BytesIO(b"".join(b"%d\n" % n for n in range(lines)))
+        cut = list(slices(source, batch))
+        assert b"".join(b"".join(part) for part in cut) == source.getvalue()  # all, in order
+        return [len(part) for part in cut]
+
+    assert sizes(40, 8) == [1, 2, 4, 8, 8, 8, 2, 2, 2, 2, 1]
+    assert sizes(48, 8) == [1, 2, 4, 8, 8, 8, 8, 2, 2, 2, 2, 1]  # 9 last lines: 8, then 1
+    assert sizes(5, 8) == [1, 2, 2]  # a small file is all end
+    assert sizes(3, 1) == [1, 1, 1]
+    assert sizes(0, 8) == []
+    assert sizes(30_000, 5_000) == [625, 1250, 2500, 5000, 5000, 5000, 5000] + [1250] * 4 + [625]
+
+
+def test_each_slice_of_an_import_is_a_transaction_of_its_own(db: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, *(online(f"S{n}", ("P1", 1, "2.00")) for n in range(40)))
+    store = open_store(Settings(database_url=f"sqlite:///{db}"))
+    try:
+        statements = traced(store)
+        with parsing_process() as parser, path.open("rb") as source:
+            summary = run_import(
+                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=8
+            )
+    finally:
+        store.close()
+    assert summary.outcomes == {"created": 40}
+    start = statements.index("PRAGMA wal_autocheckpoint = 20000")  # the bulk load's
+    loading = statements[start : statements.index("PRAGMA wal_autocheckpoint = 4000")]
+    assert loading.count("COMMIT") == 11  # 1, 2, 4, 8, 8, 8 lines, then 2, 2, 2, 2, 1
+    assert_consistent(db)
+
+
 def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_then_restores(
     db: Path, tmp_path: Path
 ) -> None:
@@ -516,9 +557,9 @@ def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_the
     try:
         statements = traced(store)
         store.on_batch = sizes.append
-        with path.open("rb") as source:
+        with parsing_process() as parser, path.open("rb") as source:
             summary = run_import(
-                store, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=1
+                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=1
             )
     finally:
         store.close()

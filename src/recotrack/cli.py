@@ -323,15 +323,15 @@ def import_(file: Path, batch: int | None, quiet: bool, database: str | None) ->
     that fails is reported with its number and the rest are still loaded (exit 1 if any
     failed). A re-run of the same file changes nothing.
     """
-    from .importer import run_import
+    from .importer import parsing_process, run_import
 
     max_held = _settings(database_url=database).max_held_per_site
-    with _store(database) as store, file.open("rb") as source:
+    with parsing_process() as parser, _store(database) as store, file.open("rb") as source:
         bar = click.progressbar(
             length=file.stat().st_size, label="importing", file=sys.stderr, hidden=quiet
         )
         with bar:
-            summary = run_import(store, source, _now, batch, bar.update, max_held)
+            summary = run_import(store, parser, source, _now, batch, bar.update, max_held)
     for line, code, message in summary.errors[:100]:
         click.echo(f"line {line}: {code}: {message}", err=True)
     if len(summary.errors) > 100:
