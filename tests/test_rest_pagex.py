@@ -797,6 +797,23 @@ def test_recs_leave_out_what_this_cuid_has_live_bought(api: Api) -> None:
     api.assert_consistent()
 
 
+def test_what_a_buyer_has_live_bought_is_left_out_exactly_whatever_its_characters(
+    api: Api,
+) -> None:
+    """A buyer's live purchases come back from the database gathered in one value (a JSON
+    array on SQLite, an array on PostgreSQL): every refCode is read back as it was sent."""
+    site = api.create_site()
+    odd = ['say "hi"', "a,b", "[x]", "back\\slash", "naïve-ß", "null", "P1"]
+    for n, ref in enumerate(odd):
+        _buy(api, site, f"S-{n}", (ref, 1))
+    mine = _buy(api, site, "MINE", *[(ref, 1) for ref in odd[:4]])
+    sellers = api.top_sellers(site["name"], cuid=pair(mine)["cuid"], limit=20)
+    assert sorted(ref for ref, _ in sellers) == sorted(odd[4:])
+    everyone = api.top_sellers(site["name"], limit=20)
+    assert sorted(ref for ref, _ in everyone) == sorted(odd)
+    api.assert_consistent()
+
+
 def test_recs_leave_out_what_this_user_id_has_live_bought_from_another_cuid(api: Api) -> None:
     site = api.create_site()
     _shop(api, site)

@@ -7,6 +7,7 @@ in as the dialect wants it (text on SQLite, Decimal on PostgreSQL) and always co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,10 +35,12 @@ class Dialect:
     # Attributes, not properties or methods: read for every statement and every amount.
     postgres: bool = field(init=False)
     money: Callable[[Decimal], Any] = field(init=False)  # an amount as the driver takes it
+    texts: Callable[[Any], list[str]] = field(init=False)  # what ``text_array`` gathered
 
     def __post_init__(self) -> None:
         self.postgres = self.name == POSTGRES
         self.money = _as_given if self.postgres else plain
+        self.texts = _array if self.postgres else json.loads
 
     def sql(self, text: str) -> str:
         if not self.postgres:
@@ -50,6 +53,12 @@ class Dialect:
     def money_sum(self, column: str) -> str:
         return f"SUM({column})" if self.postgres else f"dec_sum({column})"
 
+    def text_array(self, column: str) -> str:
+        """An aggregate of ``column``'s texts in one value, which ``texts`` reads back: the
+        driver then fetches one row, however many the query finds. (Python's sqlite3 gives the
+        GIL away for every row it fetches, and the event loop's thread waits to get it back.)"""
+        return f"array_agg({column})" if self.postgres else f"json_group_array({column})"
+
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.postgres else ""
@@ -57,6 +66,10 @@ class Dialect:
 
 def _as_given(amount: Decimal) -> Decimal:
     return amount
+
+
+def _array(texts: list[str] | None) -> list[str]:
+    return texts or []  # PostgreSQL's array_agg of no rows is NULL
 
 
 class Db:

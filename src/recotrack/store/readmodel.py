@@ -126,7 +126,8 @@ class ReadModel:
     def live_bought(
         self, site: str, cuid: str = "", user_id: str = "", session: str = ""
     ) -> set[str]:
-        """refCodes this cuid, user id or session has bought and not cancelled: one query."""
+        """refCodes this cuid, user id or session has bought and not cancelled: one query, one
+        row (read on every page and recommendation request)."""
         who: list[str] = []
         params: list[str] = []
         for column, value in (("cuid", cuid), ("user_id", user_id), ("session", session)):
@@ -135,13 +136,14 @@ class ReadModel:
                 params += [site, value]
         if not who:
             return set()
-        rows = self.db.all(
-            "SELECT DISTINCT l.ref_code FROM orders o CROSS JOIN order_lines l"
+        dialect = self.db.dialect
+        (found,) = self.db.one(
+            f"SELECT {dialect.text_array('l.ref_code')} FROM orders o CROSS JOIN order_lines l"
             " WHERE l.site = o.site AND l.order_id = o.id"
             f" AND ({' OR '.join(who)}) AND l.qty > l.cancelled",
             params,
         )
-        return {row[0] for row in rows}
+        return set(dialect.texts(found))
 
     # history and session_purchases read the buyer's orders first (through the cuid, user or
     # session index), then their lines: SQLite never reorders a CROSS JOIN, and without table
