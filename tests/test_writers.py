@@ -4,6 +4,7 @@ bulk load committing each write alone, and the checkpointer beside the writer.""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import threading
@@ -14,10 +15,14 @@ from pathlib import Path
 import pytest
 
 from recotrack.domain.errors import ApiError
+from recotrack.http.app import create_app
+from recotrack.settings import Settings
 from recotrack.store import Store
 from recotrack.store.db import StoreError
 from recotrack.store.repository import Repository
 from recotrack.store.sqlite import SqliteStore
+
+from .support import ADMIN
 
 
 @pytest.fixture
@@ -166,3 +171,34 @@ def test_a_store_closes_at_once_after_a_write(tmp_path: Path) -> None:
         closing.start()
         closing.join(5)
         assert not closing.is_alive(), f"close() still waiting after a write ({n})"
+
+
+def test_a_server_that_stops_during_a_batch_commits_it_then_closes(tmp_path: Path) -> None:
+    """At shutdown the app closes its store on the event loop's thread. A batch in flight holds
+    the write lock from its BEGIN, on the commit thread, and needs the loop to reach COMMIT: a
+    server stopped under load used to hang there."""
+    path = tmp_path / "stopping.db"
+    app = create_app(Settings(database_url=f"sqlite:///{path}", admin_token=ADMIN))
+    store = app.state.ctx.store
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writes: the batch waits at its BEGIN
+    results: list[object] = []
+
+    async def stop_during_a_batch() -> None:
+        async with app.router.lifespan_context(app):
+            write = asyncio.ensure_future(store.write(lambda repo: repo.set_meta("k", "kept")))
+            await asyncio.sleep(0.2)
+            threading.Timer(0.2, other.rollback).start()  # the lock is free as the app stops
+        results.append(await write)
+
+    stopping = threading.Thread(target=asyncio.run, args=(stop_during_a_batch(),), daemon=True)
+    stopping.start()
+    stopping.join(20)
+    other.close()
+    assert not stopping.is_alive(), "closing the store waited for its own batch"
+    assert results == [None]
+    reopened = SqliteStore(str(path))
+    try:
+        assert reopened.read_sync(lambda repo: repo.get_meta("k")) == "kept"
+    finally:
+        reopened.close()

@@ -46,6 +46,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         if owned:
+            await store.drained()
             store.close()
 
     app = Starlette(

@@ -73,6 +73,12 @@ class Store(ABC):
         a thread of its own when the read waits on the network, on the loop when that costs
         less)."""
 
+    async def drained(self) -> None:
+        """Once every write this event loop started is committed or failed: a server awaits it
+        before ``close``. By default there is nothing to wait for: the writers' threads
+        finish their batches without the loop."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Stop the writers and release the adapter's threads and connection pools; nothing

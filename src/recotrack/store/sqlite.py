@@ -285,7 +285,15 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite read failed: {exc}") from exc
 
+    async def drained(self) -> None:
+        """A batch of the loop holds the write lock from its ``BEGIN`` on the commit thread to
+        its ``COMMIT``, and needs the loop to get there: ``close`` on the loop's thread, while
+        one is in flight, would wait for that lock forever."""
+        while self._drainer is not None:
+            await asyncio.wait([self._drainer])
+
     def close(self) -> None:
+        """On an event loop's thread, after ``drained``."""
         self._queue.put(_STOP)
         self._thread.join()
         with self._transaction:  # a commit in flight ends first
