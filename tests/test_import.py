@@ -530,17 +530,28 @@ def test_slices_start_small_and_cut_the_last_lines_in_quarters() -> None:
     assert sizes(30_000, 5_000) == [625, 1250, 2500, 5000, 5000, 5000, 5000] + [1250] * 4 + [625]
 
 
-def test_each_slice_of_an_import_is_a_transaction_of_its_own(db: Path, tmp_path: Path) -> None:
-    path = write(tmp_path, *(online(f"S{n}", ("P1", 1, "2.00")) for n in range(40)))
+def traced_import(
+    db: Path, path: Path, batch: int, sizes: list[int] | None = None
+) -> tuple[Summary, list[str]]:
+    """``run_import`` of ``path`` on a store of its own; the statements its writer ran (and
+    the write count of each transaction, in ``sizes``)."""
     store = open_store(Settings(database_url=f"sqlite:///{db}"))
     try:
         statements = traced(store)
+        if sizes is not None:
+            store.on_batch = sizes.append
         with parsing_process() as parser, path.open("rb") as source:
             summary = run_import(
-                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=8
+                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch
             )
     finally:
         store.close()
+    return summary, statements
+
+
+def test_each_slice_of_an_import_is_a_transaction_of_its_own(db: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, *(online(f"S{n}", ("P1", 1, "2.00")) for n in range(40)))
+    summary, statements = traced_import(db, path, batch=8)
     assert summary.outcomes == {"created": 40}
     start = statements.index("PRAGMA wal_autocheckpoint = 20000")  # the bulk load's
     loading = statements[start : statements.index("PRAGMA wal_autocheckpoint = 4000")]
@@ -552,17 +563,8 @@ def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_the
     db: Path, tmp_path: Path
 ) -> None:
     path = write(tmp_path, *(online(f"B{n}", ("P1", 1, "2.00")) for n in range(4)))
-    store = open_store(Settings(database_url=f"sqlite:///{db}"))
     sizes: list[int] = []
-    try:
-        statements = traced(store)
-        store.on_batch = sizes.append
-        with parsing_process() as parser, path.open("rb") as source:
-            summary = run_import(
-                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch=1
-            )
-    finally:
-        store.close()
+    summary, statements = traced_import(db, path, batch=1, sizes=sizes)
     assert summary.outcomes == {"created": 4}
     checkpoints = [s for s in statements if "wal_autocheckpoint" in s]
     assert checkpoints == ["PRAGMA wal_autocheckpoint = 20000", "PRAGMA wal_autocheckpoint = 4000"]
