@@ -535,17 +535,18 @@ def traced_import(
 ) -> tuple[Summary, list[str]]:
     """``run_import`` of ``path`` on a store of its own; the statements its writer ran (and
     the write count of each transaction, in ``sizes``)."""
-    store = open_store(Settings(database_url=f"sqlite:///{db}"))
-    try:
-        statements = traced(store)
-        if sizes is not None:
-            store.on_batch = sizes.append
-        with parsing_process() as parser, path.open("rb") as source:
-            summary = run_import(
-                store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch
-            )
-    finally:
-        store.close()
+    with parsing_process() as parser:  # before the store, as the CLI does
+        store = open_store(Settings(database_url=f"sqlite:///{db}"))
+        try:
+            statements = traced(store)
+            if sizes is not None:
+                store.on_batch = sizes.append
+            with path.open("rb") as source:
+                summary = run_import(
+                    store, parser, source, lambda: datetime(2026, 11, 27, 12, tzinfo=UTC), batch
+                )
+        finally:
+            store.close()
     return summary, statements
 
 
