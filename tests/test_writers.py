@@ -155,7 +155,7 @@ def test_a_bulk_load_leaves_checkpoints_to_the_writer(sqlite: SqliteStore) -> No
     copied = sqlite.stats["checkpoints"]
     with sqlite.bulk_load():
         sqlite.write_sync(lambda repo: repo.set_meta("loaded", "yes"))
-        time.sleep(0.5)  # ten times the checkpointer's pause after a commit
+        time.sleep(0.5)  # far longer than the checkpointer's pause after a commit
         assert sqlite.stats["checkpoints"] == copied
         assert in_the_database_file(sqlite, "loaded") is None
     sqlite.write_sync(lambda repo: repo.set_meta("after", "yes"))

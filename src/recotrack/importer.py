@@ -533,22 +533,19 @@ def run_import(
     # On SQLite the parsing process prepares orders too, for the crowd of each site as it is now.
     offline_crowd = _offline_crowd(store) if one_writer else None
     with _collections_spaced(), store.bulk_load():
+        # After a failure, what is queued is dropped when ``parsing_process`` closes.
         parsing: deque[tuple[Future[Chunk], int]] = deque()
-        try:
-            first_line = 1
-            for raws in slices(source, batch):
-                chunk = parser.submit(parse_chunk, first_line, raws, moment, offline_crowd)
-                parsing.append((chunk, _size(raws)))
-                first_line += len(raws)
-                while len(parsing) > PARSED_AHEAD:
-                    parsed, consumed = parsing.popleft()
-                    send(parsed.result(), consumed)
-            while parsing:
+        first_line = 1
+        for raws in slices(source, batch):
+            chunk = parser.submit(parse_chunk, first_line, raws, moment, offline_crowd)
+            parsing.append((chunk, _size(raws)))
+            first_line += len(raws)
+            while len(parsing) > PARSED_AHEAD:
                 parsed, consumed = parsing.popleft()
                 send(parsed.result(), consumed)
-        finally:  # after a failure, nothing queued is parsed
-            for queued, _ in parsing:
-                queued.cancel()
+        while parsing:
+            parsed, consumed = parsing.popleft()
+            send(parsed.result(), consumed)
         while in_flight:
             collect()
     summary.errors.sort()
@@ -570,7 +567,8 @@ def _offline_crowd(store: Store) -> dict[str, bool]:
 def parsing_process() -> Iterator[ProcessPoolExecutor]:
     """The process that parses an import's lines, started at once: open it before the store,
     so that the fork copies none of the store's threads (or the locks they may hold). A fork
-    starts in milliseconds, with every module already imported; a spawned process took 0.1 s."""
+    starts in milliseconds, with every module already imported; a spawned process took 0.1 s.
+    On leaving, work still queued (after a failure) is dropped."""
     pool = ProcessPoolExecutor(
         1,
         mp_context=multiprocessing.get_context("fork"),

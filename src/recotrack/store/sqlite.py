@@ -296,7 +296,7 @@ class SqliteStore(Store):
             await asyncio.wait([self._drainer])
 
     def close(self) -> None:
-        """On an event loop's thread, after ``drained``."""
+        """From any thread; on the thread of the loop that writes, only after ``drained``."""
         self._queue.put(_STOP)
         self._thread.join()
         with self._transaction:  # a commit in flight ends first
