@@ -1,7 +1,10 @@
-"""The PostgreSQL adapter: writes queued for a few writers with group commit (see
-``postgres_writer``), reads on a pool of connections.
+"""The PostgreSQL adapter: writes batched with group commit (see ``postgres_writer``), reads on
+a pool of connections.
 
-Writes wait in one bounded queue (full: 503 ``Overloaded``). Reads take a pooled connection
+A server's writes run in batches on its event loop's thread, with a connection of their own;
+writes from elsewhere (the CLI, the import, a second loop), and a loop's batch that met a
+conflict or a lost connection, wait in one queue for a few writer threads. Writes waiting, on
+the loop and in the queue, are bounded (full: 503 ``Overloaded``). Reads take a pooled connection
 and run in one short REPEATABLE READ, READ ONLY transaction, so a read that makes several
 queries (``recotrack check``) sees one consistent state, and every read starts after the
 commits already answered. The schema is migrated when the store opens, under an advisory lock,
@@ -16,16 +19,18 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..domain.errors import ApiError
 from .db import Db, Dialect, StoreError
 from .migrate import migrate
-from .port import Store, T, Work, enqueue
-from .postgres_writer import STOP, Writer
+from .port import Store, T, Work, enqueue, overloaded
+from .postgres_writer import MAX_WRITES, STOP, Item, Reply, Writer
 from .repository import Repository
 from .schema import POSTGRES
 
@@ -53,6 +58,7 @@ class PostgresStore(Store):
         super().__init__()
         self.url = url
         self.max_batch = max_batch
+        self.max_queue = max_queue
         self.dialect = Dialect(POSTGRES)
         self.jobs: queue.Queue[Any] = queue.Queue(max_queue)
         self._lock = threading.Lock()
@@ -73,6 +79,10 @@ class PostgresStore(Store):
             open=True,
         )
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="recotrack-read")
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
+        self._drainer: asyncio.Task[None] | None = None
+        self._inline = Writer(self, inline=True)
         self._threads = [
             threading.Thread(target=Writer(self).run, name=f"recotrack-writer-{n}", daemon=True)
             for n in range(writers)
@@ -91,6 +101,65 @@ class PostgresStore(Store):
 
     def submit(self, work: Work[T]) -> Future[T]:
         return enqueue(self.jobs, work)
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work`` in the next batch of this event loop; returns once it is committed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        if loop is not self._loop:  # a second loop on one store: its writes take the threads
+            return await asyncio.wrap_future(self.submit(work))
+        if len(self._pending) + self.jobs.qsize() >= self.max_queue:
+            raise overloaded()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((work, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """The loop's batches, one after another, while writes are waiting. Each runs on the
+        loop's thread, which waits for the database's answers: on one machine, handing the
+        batch to a thread and back costs more CPU than those waits. A batch the inline writer
+        gives back goes to the writer threads."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                if not self._inline.connected():
+                    try:
+                        await loop.run_in_executor(None, self._inline.connect)
+                    except psycopg.Error as exc:
+                        log.warning("postgresql: the event loop's writer cannot connect: %s", exc)
+                size = min(self.max_batch, MAX_WRITES)
+                taken = self._pending[:size]
+                del self._pending[:size]
+                batch: list[Item] = [(work, future) for work, future in taken if not future.done()]
+                while batch:
+                    done = self._inline.commit_some(batch)
+                    if not done:
+                        self._to_threads(batch)
+                        break
+                    del batch[:done]
+                await asyncio.sleep(0)  # the loop reads the next requests
+        finally:
+            self._drainer = None
+
+    def _to_threads(self, batch: list[Item]) -> None:
+        """The writer threads take a batch the inline writer gave back; each write's outcome
+        reaches the loop when theirs comes."""
+        for work, future in batch:
+            try:
+                relay = asyncio.wrap_future(self.submit(work))
+            except ApiError as exc:  # the queue is full
+                future.set_exception(exc)
+                continue
+            relay.add_done_callback(partial(_copy_outcome, future))
+
+    async def drained(self) -> None:
+        """The loop's batches end before the store closes (its writer's connection with
+        them)."""
+        while self._drainer is not None:
+            await asyncio.wait([self._drainer])
 
     def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
         # Every read is one REPEATABLE READ transaction (``_configure_reader``): all its
@@ -116,6 +185,8 @@ class PostgresStore(Store):
         return await loop.run_in_executor(self._readers, self.read_sync, work)
 
     def close(self) -> None:
+        """From any thread; on the thread of the loop that writes, only after ``drained``."""
+        self._inline.close()
         for _ in self._threads:
             self.jobs.put(STOP)
         for thread in self._threads:
@@ -126,7 +197,7 @@ class PostgresStore(Store):
     @property
     def stats(self) -> dict[str, float]:
         with self._lock:
-            return {**self._counters, "queued": float(self.jobs.qsize())}
+            return {**self._counters, "queued": float(self.jobs.qsize() + len(self._pending))}
 
     # -- for the writers -------------------------------------------------------------------
 
@@ -151,6 +222,16 @@ class PostgresStore(Store):
     def conflicted(self) -> None:
         with self._lock:
             self._counters["conflicts"] += 1
+
+
+def _copy_outcome(future: Reply, relay: asyncio.Future[Any]) -> None:
+    if future.done():  # the request went away
+        return
+    error = relay.exception()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(relay.result())
 
 
 def _configure_reader(conn: psycopg.Connection[Any]) -> None:

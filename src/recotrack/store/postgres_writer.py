@@ -7,14 +7,23 @@ rolls back alone), and resolves their futures only after ``COMMIT``: many reques
 WAL flush, and a reply is only sent for a change that is durable. Several writers, in several
 processes, commit side by side.
 
-The connection stays in pipeline mode: a statement whose outcome nothing reads (``SAVEPOINT``,
-the order lock, an ``UPDATE`` or ``INSERT``) is sent without waiting for the server, and the
-wait happens once, at the next read. A write's errors must still be its own: after a write,
-its outcome is waited for (a sync) before the next write starts, so an error seen inside a
-write, or at its sync, comes from that write's statements. After an error the server skips
-everything up to the next sync, so a failed write is settled (synced until clean) before its
-savepoint is rolled back. A write alone in its transaction has no savepoint and its outcome
-arrives with the ``COMMIT``.
+The connection stays in pipeline mode: a statement whose outcome nothing reads (the order
+lock, an ``UPDATE`` or ``INSERT``) is sent without waiting for the server, and the wait
+happens once, at the next read. A transaction first runs its writes bare, with no savepoint
+and no wait between them: the outcome of their unread statements arrives with the
+``COMMIT``. If any write fails, the transaction is rolled back and run again carefully,
+where a write's errors must be its own: each write in a savepoint, and its outcome waited
+for (a sync) before the next write starts, so an error seen inside a write, or at its sync,
+comes from that write's statements. After an error the server skips everything up to the
+next sync, so a failed write is settled (synced until clean) before its savepoint is rolled
+back. A write alone in its transaction needs no savepoint either way.
+
+A server's event loop has a writer of its own (``Writer(store, inline=True)``), which runs
+the loop's batches on the loop's thread: handing each write to a writer thread and its
+reply back cost more CPU than the write (the loop and the threads handing the GIL around).
+It never sleeps or waits long: every write of its transactions waits at most ``LOCK_WAIT``
+for a lock, and a batch that meets a conflict or a lost connection is rolled back and given
+to the writer threads, which run it again as below.
 
 Changes stay exact under READ COMMITTED: every change of an order first takes the advisory
 lock of its key (``Repository.lock_order_key``), then reads the order, so it sees the last
@@ -44,10 +53,11 @@ import contextlib
 import logging
 import queue
 import random
+import select
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg import errors as pg
@@ -80,11 +90,27 @@ CONFLICTS = (
 )
 STOP = object()  # put once per writer to end it
 
-Item = tuple[Work[Any], Future[Any]]
+
+class Reply(Protocol):
+    """Where a write's outcome goes: a thread's ``Future``, or an event loop's (resolved on
+    the loop's thread by its inline writer)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+Item = tuple[Work[Any], Reply]
 
 
 class _Conflict(Exception):
     """The transaction met a conflict that running it again resolves; it must roll back."""
+
+
+class _Careful(Exception):
+    """A write of a bare transaction failed: roll back, run it again with savepoints."""
 
 
 def store_error(message: str, cause: BaseException) -> StoreError:
@@ -102,10 +128,12 @@ class _BatchRepository(WriterRepository):
 
 
 class Writer:
-    """One writer thread and its connection, kept in pipeline mode."""
+    """One writer thread (or an event loop's writer) and its connection, kept in pipeline
+    mode."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, inline: bool = False) -> None:
         self.store = store
+        self.inline = inline  # on an event loop's thread: never sleeps, hands trouble over
         self.conn: psycopg.Connection[Any] | None = None
         self.pipeline: psycopg.Pipeline | None = None
         self._pipeline_mode = contextlib.ExitStack()  # leaves pipeline mode when closed
@@ -134,27 +162,37 @@ class Writer:
                     else:
                         self._admit(item, pending)
                 if pending:
-                    for _ in range(self._commit_some(list(pending))):
+                    for _ in range(self.commit_some(list(pending))):
                         pending.popleft()
         finally:
             self._drop()
 
     @staticmethod
-    def _admit(item: Item, pending: deque[Item]) -> None:
+    def _admit(item: tuple[Work[Any], Future[Any]], pending: deque[Item]) -> None:
         if item[1].set_running_or_notify_cancel():
             pending.append(item)
 
-    def _commit_some(self, batch: list[Item]) -> int:
-        """Commit writes from the head of ``batch``; resolve them; return how many (>= 1)."""
+    def commit_some(self, batch: list[Item]) -> int:
+        """Commit writes from the head of ``batch``; resolve them; return how many. An
+        inline writer returns 0, having changed nothing, where a thread would sleep or
+        reconnect: the batch is then the writer threads'."""
         conflicts = lost = 0
         delay = 0.002
+        careful = False
         while True:
             try:
+                if self.inline and not self.connected():
+                    return 0
                 conn, pipeline = self._connection()
-                return self._transaction(conn, pipeline, batch)
+                return self._transaction(conn, pipeline, batch, careful)
+            except _Careful:
+                self._rollback()
+                careful = True
             except _Conflict as conflict:
                 self._rollback()
                 self.store.conflicted()
+                if self.inline:
+                    return 0
                 conflicts += 1
                 if conflicts >= CONFLICT_ATTEMPTS:
                     cause = conflict.__cause__ or conflict
@@ -169,6 +207,8 @@ class Writer:
                     return self._fail(batch, exc)
                 # Nothing was committed: reconnect (a restart or fail-over) and run it again.
                 self._drop()
+                if self.inline:
+                    return 0
                 lost += 1
                 log.warning("postgresql connection lost (attempt %d): %s", lost, exc)
                 if lost >= LOST_ATTEMPTS:
@@ -191,38 +231,47 @@ class Writer:
         return len(batch)
 
     def _transaction(
-        self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline, batch: list[Item]
+        self,
+        conn: psycopg.Connection[Any],
+        pipeline: psycopg.Pipeline,
+        batch: list[Item],
+        careful: bool,
     ) -> int:
         repo = _BatchRepository(Db(conn, self.store.dialect, settle=pipeline.sync), self.sites)
-        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        outcomes: list[tuple[Reply, bool, Any]] = []
         totals: dict[str, Delta] = {}
         bounded_wait = False
         alone = len(batch) == 1  # its failure can roll the transaction back: no savepoint
+        bare = not (alone or careful)  # a failure runs the whole transaction again, carefully
         send = conn.execute  # in pipeline mode: sent, its outcome comes with the next sync
         send("BEGIN")
         for work, future in batch:
-            if outcomes and not bounded_wait:
+            if (outcomes or self.inline) and not bounded_wait:
                 send(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
                 bounded_wait = True
-            if not alone:
+            if careful and not alone:
                 send("SAVEPOINT w")
             repo.changes = []
             try:
                 result = work(repo)
-                if not alone:
+                if careful and not alone:
                     send("RELEASE SAVEPOINT w")
                     pipeline.sync()  # its errors show here, not in the next write
-            except CONFLICTS as exc:
-                if not outcomes:
-                    raise _Conflict() from exc
-                self._settle(conn, pipeline)
-                send("ROLLBACK TO SAVEPOINT w")
-                break  # commit the writes before it, releasing their locks; it goes next
-            except Exception as exc:  # the write fails alone
+            except Exception as exc:
+                lost = isinstance(exc, psycopg.Error) and (conn.broken or conn.closed)
+                if lost:
+                    raise
+                if bare:  # the error may be an earlier write's: each in a savepoint, then
+                    raise _Careful() from exc
+                if isinstance(exc, CONFLICTS):
+                    if not outcomes:
+                        raise _Conflict() from exc
+                    self._settle(conn, pipeline)
+                    send("ROLLBACK TO SAVEPOINT w")
+                    break  # commit the writes before it, releasing their locks; it goes next
+                # The write fails alone.
                 error: Exception = exc
                 if isinstance(exc, psycopg.Error):
-                    if conn.broken:
-                        raise
                     error = store_error("postgresql write failed", exc)
                 self._settle(conn, pipeline)
                 if alone:  # counted like a batch whose only write rolled back to its savepoint
@@ -238,18 +287,19 @@ class Writer:
                 add_by_site(totals, repo.changes)
                 outcomes.append((future, True, result))
         try:
-            if bounded_wait:
+            if bounded_wait and not self.inline:
                 send("SET LOCAL lock_timeout = 0")
             repo.flush(totals)
-        except CONFLICTS as exc:
-            raise _Conflict() from exc
-        try:
             send("COMMIT")
             pipeline.sync()
-        except CONFLICTS as exc:
-            raise _Conflict() from exc
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             if not (conn.broken or conn.closed):
+                if bare:  # a write's unread statement, or the statistics: run it carefully
+                    raise _Careful() from exc
+                if isinstance(exc, CONFLICTS):
+                    raise _Conflict() from exc
+                raise
+            if not isinstance(exc, psycopg.OperationalError):
                 raise
             # Lost during COMMIT: whether it was made is unknown; say so, never run it again.
             error = store_error(
@@ -283,9 +333,28 @@ class Writer:
                     raise
         raise psycopg.OperationalError("the pipeline kept failing after a write's error")
 
+    def connected(self) -> bool:
+        """Whether the connection can take the next transaction. Between transactions the
+        server sends nothing: anything to read (the notice of a session ended by a restart,
+        or the end of the stream) means it is gone, and finding out now, rather than at the
+        ``COMMIT``, leaves no doubt whether the next transaction was made."""
+        conn = self.conn
+        if conn is None or conn.closed or conn.broken:
+            return False
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        return not readable
+
+    def connect(self) -> None:
+        """Open the connection if it is missing or broken; an inline writer has a thread do
+        it, since connecting can take seconds."""
+        self._connection()
+
+    def close(self) -> None:
+        self._drop()
+
     def _connection(self) -> tuple[psycopg.Connection[Any], psycopg.Pipeline]:
         conn, pipeline = self.conn, self.pipeline
-        if conn is None or pipeline is None or conn.closed or conn.broken:
+        if conn is None or pipeline is None or not self.connected():
             self._drop()
             conn = self.conn = self.store.connect_writer()
             pipeline = self.pipeline = self._pipeline_mode.enter_context(conn.pipeline())
