@@ -286,10 +286,12 @@ class Writer:
             else:
                 add_by_site(totals, repo.changes)
                 outcomes.append((future, True, result))
+        committing = False  # once COMMIT may have reached the server
         try:
             if bounded_wait and not self.inline:
                 send("SET LOCAL lock_timeout = 0")
             repo.flush(totals)
+            committing = True
             send("COMMIT")
             pipeline.sync()
         except psycopg.Error as exc:
@@ -299,8 +301,8 @@ class Writer:
                 if isinstance(exc, CONFLICTS):
                     raise _Conflict() from exc
                 raise
-            if not isinstance(exc, psycopg.OperationalError):
-                raise
+            if not (committing and isinstance(exc, psycopg.OperationalError)):
+                raise  # nothing was committed: run it again on a new connection
             # Lost during COMMIT: whether it was made is unknown; say so, never run it again.
             error = store_error(
                 "the connection to PostgreSQL was lost while committing; the change may or may"
