@@ -89,6 +89,20 @@ def gate_held(store: PostgresStore) -> Gate:
     return gate
 
 
+def lock_held(store: PostgresStore, key: str) -> tuple[Future[None], threading.Event]:
+    """``store``'s write holding the lock of order key ``key`` until the event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(repo: Repository) -> None:
+        lock_key(repo, key)
+        held.set()
+        assert release.wait(10)
+
+    holding = store.submit(hold)
+    assert held.wait(10)
+    return holding, release
+
+
 def order(order_no: str, *lines: tuple[str, int, str]) -> Order:
     subtotal = sum((Decimal(price) * qty for _, qty, price in lines), Decimal(0))
     return Order(
@@ -211,15 +225,7 @@ def test_a_write_waiting_for_another_stores_lock_lets_its_batch_commit_first(url
     """The writes before it are committed (their futures resolve while the lock is still held
     elsewhere); it then heads the next transaction and waits as long as needed."""
     with one_writer(url) as (holder, _), one_writer(url) as (store, sizes):
-        held, release = threading.Event(), threading.Event()
-
-        def hold(repo: Repository) -> None:
-            lock_key(repo, "X")
-            held.set()
-            assert release.wait(10)
-
-        holding = holder.submit(hold)
-        assert held.wait(10)
+        holding, release = lock_held(holder, "X")
         gate = gate_held(store)
         first = store.submit(lambda repo: repo.set_meta("first", "1"))
         blocked = store.submit(lambda repo: (lock_key(repo, "X"), repo.set_meta("blocked", "1")))
@@ -476,15 +482,7 @@ def test_a_loop_write_that_meets_a_lock_held_elsewhere_is_run_by_a_writer_thread
     a, b = two
     make_shop(a)
     a.write_sync(with_site(lambda r, s: place_order(r, s, order("L1", ("P", 1, "2")), NOW)))
-    held, release = threading.Event(), threading.Event()
-
-    def hold(repo: Repository) -> None:
-        lock_key(repo, "L1")
-        held.set()
-        assert release.wait(10)
-
-    holder = b.submit(hold)
-    assert held.wait(10)
+    holder, release = lock_held(b, "L1")
     threads: list[threading.Thread] = []
 
     def cancel(repo: Repository) -> Cancelled:

@@ -88,3 +88,54 @@ class Store(ABC):
     @abstractmethod
     def stats(self) -> dict[str, float]:
         """Counters for /metrics: batches, writes, queue depth."""
+
+
+class LoopBatches(Store):
+    """A store whose server runs its writes in batches on the event loop's thread (SQLite and
+    PostgreSQL both): ``write`` gathers the writes of one loop for the adapter's ``_drain``,
+    which runs a batch after another while writes wait. Writes from another loop take the
+    writer threads (``submit``)."""
+
+    def __init__(self, max_queue: int) -> None:
+        super().__init__()
+        self.max_queue = max_queue  # writes waiting, on the loop and for the threads
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work`` in the next batch of this event loop; returns once it is committed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        if loop is not self._loop:  # a second loop on one store: its writes take the threads
+            return await asyncio.wrap_future(self.submit(work))
+        if len(self._pending) + self._queued() >= self.max_queue:
+            raise overloaded()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((work, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain_all())
+        return await future
+
+    async def _drain_all(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            self._drainer = None
+
+    @abstractmethod
+    def _queued(self) -> int:
+        """Writes waiting for the writer threads."""
+
+    @abstractmethod
+    async def _drain(self) -> None:
+        """Run the loop's batches, one after another, until no write is pending."""
+
+    async def drained(self) -> None:
+        """Once the loop's batches have ended: SQLite's holds the write lock from its
+        ``BEGIN`` (on a thread) until the loop reaches its ``COMMIT``, and ``close`` on the
+        loop's thread would wait for that lock forever; PostgreSQL's uses a connection that
+        ``close`` closes."""
+        while self._drainer is not None:
+            await asyncio.wait([self._drainer])

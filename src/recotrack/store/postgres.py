@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..domain.errors import ApiError
 from .db import Db, Dialect, StoreError
 from .migrate import migrate
-from .port import Store, T, Work, enqueue, overloaded
+from .port import LoopBatches, T, Work, enqueue
 from .postgres_writer import MAX_WRITES, STOP, Item, Reply, Writer
 from .repository import Repository
 from .schema import POSTGRES
@@ -44,7 +44,7 @@ IDLE_IN_TRANSACTION = "30s"  # the server ends a writer's transaction left idle 
 DEFAULTS = {"application_name": "recotrack", "connect_timeout": 5}
 
 
-class PostgresStore(Store):
+class PostgresStore(LoopBatches):
     """The storage port on PostgreSQL; several processes may share one database."""
 
     def __init__(
@@ -55,10 +55,9 @@ class PostgresStore(Store):
         writers: int = WRITERS,
         readers: int = READERS,
     ) -> None:
-        super().__init__()
+        super().__init__(max_queue)
         self.url = url
         self.max_batch = max_batch
-        self.max_queue = max_queue
         self.dialect = Dialect(POSTGRES)
         self.jobs: queue.Queue[Any] = queue.Queue(max_queue)
         self._lock = threading.Lock()
@@ -79,9 +78,6 @@ class PostgresStore(Store):
             open=True,
         )
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="recotrack-read")
-        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
-        self._drainer: asyncio.Task[None] | None = None
         self._inline = Writer(self, inline=True)
         self._threads = [
             threading.Thread(target=Writer(self).run, name=f"recotrack-writer-{n}", daemon=True)
@@ -102,20 +98,8 @@ class PostgresStore(Store):
     def submit(self, work: Work[T]) -> Future[T]:
         return enqueue(self.jobs, work)
 
-    async def write(self, work: Work[T]) -> T:
-        """Run ``work`` in the next batch of this event loop; returns once it is committed."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        if loop is not self._loop:  # a second loop on one store: its writes take the threads
-            return await asyncio.wrap_future(self.submit(work))
-        if len(self._pending) + self.jobs.qsize() >= self.max_queue:
-            raise overloaded()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((work, future))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return await future
+    def _queued(self) -> int:
+        return self.jobs.qsize()
 
     async def _drain(self) -> None:
         """The loop's batches, one after another, while writes are waiting. Each runs on the
@@ -123,26 +107,23 @@ class PostgresStore(Store):
         batch to a thread and back costs more CPU than those waits. A batch the inline writer
         gives back goes to the writer threads."""
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                if not self._inline.connected():
-                    try:
-                        await loop.run_in_executor(None, self._inline.connect)
-                    except psycopg.Error as exc:
-                        log.warning("postgresql: the event loop's writer cannot connect: %s", exc)
-                size = min(self.max_batch, MAX_WRITES)
-                taken = self._pending[:size]
-                del self._pending[:size]
-                batch: list[Item] = [(work, future) for work, future in taken if not future.done()]
-                while batch:
-                    done = self._inline.commit_some(batch)
-                    if not done:
-                        self._to_threads(batch)
-                        break
-                    del batch[:done]
-                await asyncio.sleep(0)  # the loop reads the next requests
-        finally:
-            self._drainer = None
+        while self._pending:
+            if not self._inline.connected():
+                try:
+                    await loop.run_in_executor(None, self._inline.connect)
+                except psycopg.Error as exc:
+                    log.warning("postgresql: the event loop's writer cannot connect: %s", exc)
+            size = min(self.max_batch, MAX_WRITES)
+            taken = self._pending[:size]
+            del self._pending[:size]
+            batch: list[Item] = [(work, future) for work, future in taken if not future.done()]
+            while batch:
+                done = self._inline.commit_some(batch)
+                if not done:
+                    self._to_threads(batch)
+                    break
+                del batch[:done]
+            await asyncio.sleep(0)  # the loop reads the next requests
 
     def _to_threads(self, batch: list[Item]) -> None:
         """The writer threads take a batch the inline writer gave back; each write's outcome
@@ -154,12 +135,6 @@ class PostgresStore(Store):
                 future.set_exception(exc)
                 continue
             relay.add_done_callback(partial(_copy_outcome, future))
-
-    async def drained(self) -> None:
-        """The loop's batches end before the store closes (its writer's connection with
-        them)."""
-        while self._drainer is not None:
-            await asyncio.wait([self._drainer])
 
     def read_sync(self, work: Work[T], snapshot: bool = False) -> T:
         # Every read is one REPEATABLE READ transaction (``_configure_reader``): all its

@@ -1,11 +1,10 @@
 """The PostgreSQL writers: group commit, pipelined statements, conflicts run again, read-model
 changes once a batch.
 
-Each writer thread owns a connection and takes every write that is waiting (up to
-``MAX_WRITES``) into one transaction, each write in its own savepoint (a write that fails
-rolls back alone), and resolves their futures only after ``COMMIT``: many requests share one
-WAL flush, and a reply is only sent for a change that is durable. Several writers, in several
-processes, commit side by side.
+Each writer owns a connection and takes every write that is waiting (up to ``MAX_WRITES``)
+into one transaction, where each write still succeeds or fails alone, and resolves their
+futures only after ``COMMIT``: many requests share one WAL flush, and a reply is only sent for
+a change that is durable. Several writers, in several processes, commit side by side.
 
 The connection stays in pipeline mode: a statement whose outcome nothing reads (the order
 lock, an ``UPDATE`` or ``INSERT``) is sent without waiting for the server, and the wait

@@ -38,7 +38,7 @@ from ..domain.money import plain
 from ..domain.stats import Delta, add_by_site, to_write
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
-from .port import Store, T, Work, enqueue, overloaded
+from .port import LoopBatches, T, Work, enqueue
 from .rankings import STAMP_KEY, Rankings
 from .repository import Repository, WriterRepository
 from .schema import SQLITE
@@ -184,11 +184,11 @@ class _BatchRepository(WriterRepository):
         return replaced, stamp, totals
 
 
-class SqliteStore(Store):
+class SqliteStore(LoopBatches):
     def __init__(
         self, path: str, synchronous: str = "FULL", max_batch: int = 512, max_queue: int = 10_000
     ) -> None:
-        super().__init__()
+        super().__init__(max_queue)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -211,13 +211,9 @@ class SqliteStore(Store):
         self._checkpointer = _Checkpointer(path, synchronous)
         self._repo = _BatchRepository(Db(self._writer_conn, self._dialect), self._sites)
         self._transaction = threading.Lock()  # one batch at a time on the writer connection
-        self._max_queue = max_queue
         # Bulk loading: the writer thread commits each write alone, and the checkpointer is not
         # woken (the writer's own checkpoints, far apart, copy the pages back).
         self._bulk = False
-        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []  # the loop's writes
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that writes inline
-        self._drainer: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="recotrack-commit")
         self._thread = threading.Thread(target=self._run, name="recotrack-writer", daemon=True)
         self._thread.start()
@@ -227,20 +223,8 @@ class SqliteStore(Store):
     def submit(self, work: Work[T]) -> Future[T]:
         return enqueue(self._queue, work)
 
-    async def write(self, work: Work[T]) -> T:
-        """Run ``work`` in the next batch of this event loop; returns once it is on disk."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        if loop is not self._loop:  # a second loop on one store: its writes take the thread
-            return await asyncio.wrap_future(self.submit(work))
-        if len(self._pending) + self._queue.qsize() >= self._max_queue:
-            raise overloaded()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((work, future))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return await future
+    def _queued(self) -> int:
+        return self._queue.qsize()
 
     async def read(self, work: Work[T]) -> T:
         """On the calling (event loop) thread: a SQLite read of indexed rows costs less than
@@ -288,13 +272,6 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite read failed: {exc}") from exc
 
-    async def drained(self) -> None:
-        """A batch of the loop holds the write lock from its ``BEGIN`` on the commit thread to
-        its ``COMMIT``, and needs the loop to get there: ``close`` on the loop's thread, while
-        one is in flight, would wait for that lock forever."""
-        while self._drainer is not None:
-            await asyncio.wait([self._drainer])
-
     def close(self) -> None:
         """From any thread; on the thread of the loop that writes, only after ``drained``."""
         self._queue.put(_STOP)
@@ -315,33 +292,30 @@ class SqliteStore(Store):
     async def _drain(self) -> None:
         """The loop's batches, one after another, while writes are waiting."""
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                taken = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                batch = [(work, future) for work, future in taken if not future.done()]
-                if not batch:
-                    continue
-                futures = [future for _, future in batch]
-                try:  # waiting for the database's write lock happens off the loop too
-                    await loop.run_in_executor(self._committer, self._begin)
-                except sqlite3.Error as exc:
-                    self._failed(exc, futures)
-                    continue
-                try:
-                    outcomes, moved = self._run_batch(batch)
-                except Exception as exc:
-                    self._transaction.release()
-                    self._failed(exc, futures)
-                    continue
-                try:  # the fsync leaves the loop as well; the commit thread releases the lock
-                    await loop.run_in_executor(self._committer, self._commit)
-                except sqlite3.Error as exc:
-                    self._failed(exc, futures)
-                    continue
-                self._committed(outcomes, moved, len(batch))
-        finally:
-            self._drainer = None
+        while self._pending:
+            taken = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            batch = [(work, future) for work, future in taken if not future.done()]
+            if not batch:
+                continue
+            futures = [future for _, future in batch]
+            try:  # waiting for the database's write lock happens off the loop too
+                await loop.run_in_executor(self._committer, self._begin)
+            except sqlite3.Error as exc:
+                self._failed(exc, futures)
+                continue
+            try:
+                outcomes, moved = self._run_batch(batch)
+            except Exception as exc:
+                self._transaction.release()
+                self._failed(exc, futures)
+                continue
+            try:  # the fsync leaves the loop as well; the commit thread releases the lock
+                await loop.run_in_executor(self._committer, self._commit)
+            except sqlite3.Error as exc:
+                self._failed(exc, futures)
+                continue
+            self._committed(outcomes, moved, len(batch))
 
     def _run(self) -> None:
         """The writer thread: batches of ``submit``."""
