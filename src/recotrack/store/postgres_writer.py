@@ -180,10 +180,10 @@ class Writer:
         careful = False
         while True:
             try:
-                if self.inline and not self.connected():
+                held = self._connection()
+                if held is None:
                     return 0
-                conn, pipeline = self._connection()
-                return self._transaction(conn, pipeline, batch, careful)
+                return self._transaction(*held, batch, careful)
             except _Careful:
                 self._rollback()
                 careful = True
@@ -346,20 +346,25 @@ class Writer:
         return not readable
 
     def connect(self) -> None:
-        """Open the connection if it is missing or broken; an inline writer has a thread do
-        it, since connecting can take seconds."""
-        self._connection()
+        """Open a connection unless the one held can take the next transaction. An inline
+        writer has a thread do it: connecting can take seconds."""
+        if not self.connected():
+            self._drop()
+            conn = self.conn = self.store.connect_writer()
+            self.pipeline = self._pipeline_mode.enter_context(conn.pipeline())
 
     def close(self) -> None:
         self._drop()
 
-    def _connection(self) -> tuple[psycopg.Connection[Any], psycopg.Pipeline]:
-        conn, pipeline = self.conn, self.pipeline
-        if conn is None or pipeline is None or not self.connected():
-            self._drop()
-            conn = self.conn = self.store.connect_writer()
-            pipeline = self.pipeline = self._pipeline_mode.enter_context(conn.pipeline())
-        return conn, pipeline
+    def _connection(self) -> tuple[psycopg.Connection[Any], psycopg.Pipeline] | None:
+        """The connection for the next transaction; None for an inline writer without one,
+        which never connects on the loop."""
+        if not self.inline:
+            self.connect()
+        elif not self.connected():
+            return None
+        assert self.conn is not None and self.pipeline is not None
+        return self.conn, self.pipeline
 
     def _rollback(self) -> None:
         conn, pipeline = self.conn, self.pipeline
