@@ -559,6 +559,47 @@ def test_the_loop_writer_connects_again_after_a_restart_between_batches(url: str
         assert stored == ["kept"] * 2
 
 
+class RefusingStore(PostgresStore):
+    """A store whose next ``refusals`` writer connections are refused, as by a server that
+    is down."""
+
+    refusals = 0
+    attempts = 0
+
+    def connect_writer(self) -> psycopg.Connection[Any]:
+        self.attempts += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise psycopg.OperationalError("connection refused (by the test)")
+        return super().connect_writer()
+
+
+def test_after_the_loop_writer_fails_to_connect_the_threads_write_for_a_while(url: str) -> None:
+    """A server that cannot reach the database does not try again before every batch (each
+    try can take the whole connect timeout): for RECONNECT_PAUSE its batches go straight to
+    the writer threads, which retry as they always have."""
+    with closing(RefusingStore(url, writers=1)) as store:
+        threads: list[threading.Thread] = []
+
+        def put(key: str) -> Callable[[Repository], None]:
+            def work(repo: Repository) -> None:
+                threads.append(threading.current_thread())
+                repo.set_meta(key, "kept")
+
+            return work
+
+        async def main() -> None:
+            store.refusals = 1  # the loop's writer connects first: it is refused
+            await store.write(put("k1"))
+            await store.write(put("k2"))
+
+        asyncio.run(main())
+        assert store.attempts == 2  # the loop's writer once, the writer thread once
+        assert not any(thread is threading.main_thread() for thread in threads)
+        stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k1", "k2")])
+        assert stored == ["kept"] * 2
+
+
 def test_held_cancellations_purged_by_a_pipelined_write_are_counted(url: str) -> None:
     with one_writer(url) as (store, _):
         make_shop(store)

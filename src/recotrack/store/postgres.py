@@ -38,6 +38,7 @@ log = logging.getLogger("recotrack.store")
 
 WRITERS = 3  # writer connections per process
 READERS = 4  # reader threads per process (the pool holds two more connections)
+RECONNECT_PAUSE = 1.0  # s: after the loop's writer failed to connect, the threads write
 IDLE_IN_TRANSACTION = "30s"  # the server ends a writer's transaction left idle this long
 # Connection parameters the URL may override: a name in pg_stat_activity, and an unreachable
 # host (a fail-over in progress) that fails in seconds rather than the system's TCP timeout.
@@ -79,6 +80,7 @@ class PostgresStore(LoopBatches):
         )
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="recotrack-read")
         self._inline = Writer(self, inline=True)
+        self._reconnect_at = 0.0  # the loop's time before which its writer does not connect
         self._threads = [
             threading.Thread(target=Writer(self).run, name=f"recotrack-writer-{n}", daemon=True)
             for n in range(writers)
@@ -108,10 +110,11 @@ class PostgresStore(LoopBatches):
         gives back goes to the writer threads."""
         loop = asyncio.get_running_loop()
         while self._pending:
-            if not self._inline.connected():
+            if not self._inline.connected() and loop.time() >= self._reconnect_at:
                 try:
                     await loop.run_in_executor(None, self._inline.connect)
-                except psycopg.Error as exc:
+                except psycopg.Error as exc:  # a batch meanwhile is the threads' (they retry)
+                    self._reconnect_at = loop.time() + RECONNECT_PAUSE
                     log.warning("postgresql: the event loop's writer cannot connect: %s", exc)
             size = min(self.max_batch, MAX_WRITES)
             taken = self._pending[:size]
