@@ -503,28 +503,43 @@ def test_a_loop_write_that_meets_a_lock_held_elsewhere_is_run_by_a_writer_thread
     assert a.stats["conflicts"] >= 1
 
 
+class NotedPuts:
+    """Writes of meta keys, each noting the thread it ran on (``asyncio.run`` runs the loop
+    on the main thread)."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def put(self, key: str, cut: bool = False) -> Callable[[Repository], None]:
+        """``cut``: on the write's first run, the server ends its session."""
+        runs = 0
+
+        def work(repo: Repository) -> None:
+            nonlocal runs
+            runs += 1
+            self.threads.append(threading.current_thread())
+            if cut and runs == 1:
+                repo.db.one("SELECT pg_terminate_backend(pg_backend_pid())")
+            repo.set_meta(key, "kept")
+
+        return work
+
+    def on_loop(self) -> list[bool]:
+        return [thread is threading.main_thread() for thread in self.threads]
+
+
 def test_a_loop_batch_that_lost_its_connection_is_run_by_a_writer_thread(url: str) -> None:
     """A server's writes run on its loop's thread. A batch whose connection is lost on the
     way is run again by a writer thread, and the loop's writer connects again."""
     with closing(PostgresStore(url, writers=1)) as store:
-        threads: list[threading.Thread] = []
-
-        def put(key: str, cut: bool = False) -> Callable[[Repository], None]:
-            def work(repo: Repository) -> None:
-                threads.append(threading.current_thread())
-                if cut and len(threads) == 2:  # its first run: the server ends the session
-                    repo.db.one("SELECT pg_terminate_backend(pg_backend_pid())")
-                repo.set_meta(key, "kept")
-
-            return work
+        puts = NotedPuts()
 
         async def main() -> None:
-            for write in (put("k1"), put("k2", cut=True), put("k3")):
+            for write in (puts.put("k1"), puts.put("k2", cut=True), puts.put("k3")):
                 await store.write(write)
 
         asyncio.run(main())
-        on_loop = [thread is threading.main_thread() for thread in threads]
-        assert on_loop == [True, True, False, True]
+        assert puts.on_loop() == [True, True, False, True]
         stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k1", "k2", "k3")])
         assert stored == ["kept"] * 3
 
@@ -534,27 +549,20 @@ def test_the_loop_writer_connects_again_after_a_restart_between_batches(url: str
     starts: its writes run on the loop on a new connection, without an error or a doubt
     whether they were committed."""
     with closing(PostgresStore(url, writers=1)) as store:
-        threads: list[threading.Thread] = []
-
-        def put(key: str) -> Callable[[Repository], None]:
-            def work(repo: Repository) -> None:
-                threads.append(threading.current_thread())
-                repo.set_meta(key, "kept")
-
-            return work
+        puts = NotedPuts()
 
         async def main() -> None:
-            await store.write(put("k1"))
+            await store.write(puts.put("k1"))
             with psycopg.connect(url, autocommit=True) as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE application_name = 'recotrack' AND pid <> pg_backend_pid()"
                 )
             time.sleep(0.2)  # the sessions' ends reach their sockets
-            await store.write(put("k2"))
+            await store.write(puts.put("k2"))
 
         asyncio.run(main())
-        assert [thread is threading.main_thread() for thread in threads] == [True, True]
+        assert puts.on_loop() == [True, True]
         stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k1", "k2")])
         assert stored == ["kept"] * 2
 
@@ -579,23 +587,16 @@ def test_after_the_loop_writer_fails_to_connect_the_threads_write_for_a_while(ur
     try can take the whole connect timeout): for RECONNECT_PAUSE its batches go straight to
     the writer threads, which retry as they always have."""
     with closing(RefusingStore(url, writers=1)) as store:
-        threads: list[threading.Thread] = []
-
-        def put(key: str) -> Callable[[Repository], None]:
-            def work(repo: Repository) -> None:
-                threads.append(threading.current_thread())
-                repo.set_meta(key, "kept")
-
-            return work
+        puts = NotedPuts()
 
         async def main() -> None:
             store.refusals = 1  # the loop's writer connects first: it is refused
-            await store.write(put("k1"))
-            await store.write(put("k2"))
+            await store.write(puts.put("k1"))
+            await store.write(puts.put("k2"))
 
         asyncio.run(main())
         assert store.attempts == 2  # the loop's writer once, the writer thread once
-        assert not any(thread is threading.main_thread() for thread in threads)
+        assert puts.on_loop() == [False, False]
         stored = store.read_sync(lambda repo: [repo.get_meta(k) for k in ("k1", "k2")])
         assert stored == ["kept"] * 2
 
