@@ -245,7 +245,7 @@ class Writer:
         send = conn.execute  # in pipeline mode: sent, its outcome comes with the next sync
         send("BEGIN")
         for work, future in batch:
-            if (outcomes or self.inline) and not bounded_wait:
+            if outcomes and not bounded_wait and not self.inline:  # (the loop's: always)
                 send(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
                 bounded_wait = True
             if careful and not alone:
@@ -287,7 +287,7 @@ class Writer:
                 outcomes.append((future, True, result))
         committing = False  # once COMMIT may have reached the server
         try:
-            if bounded_wait and not self.inline:
+            if bounded_wait:
                 send("SET LOCAL lock_timeout = 0")
             repo.flush(totals)
             committing = True
@@ -351,6 +351,8 @@ class Writer:
         if not self.connected():
             self._drop()
             conn = self.conn = self.store.connect_writer()
+            if self.inline:  # the loop serves no one while it waits: every lock wait is short
+                conn.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
             self.pipeline = self._pipeline_mode.enter_context(conn.pipeline())
 
     def close(self) -> None:
