@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import sqlite3
@@ -19,6 +20,8 @@ from recotrack.cli import main
 from recotrack.http.app import create_app
 from recotrack.import_records import decode, parse_chunk
 from recotrack.importer import (
+    BATCH,
+    EDGE,
     BulkRepository,
     Summary,
     apply_batch,
@@ -515,19 +518,28 @@ def test_a_failing_record_takes_its_orders_with_it_written_or_waiting(db: Path) 
     assert_consistent(db)
 
 
-def test_slices_start_small_and_cut_the_last_lines_in_quarters() -> None:
-    def sizes(lines: int, batch: int) -> list[int]:
+def test_slices_start_small_and_cut_the_last_lines_in_halves() -> None:
+    def sizes(lines: int, batch: int, edge: int = EDGE) -> list[int]:
         source = io.BytesIO(b"".join(b"%d\n" % n for n in range(lines)))
-        cut = list(slices(source, batch))
+        cut = list(slices(source, batch, edge))
         assert b"".join(b"".join(part) for part in cut) == source.getvalue()  # all, in order
         return [len(part) for part in cut]
 
-    assert sizes(40, 8) == [1, 2, 4, 8, 8, 8, 2, 2, 2, 2, 1]
-    assert sizes(48, 8) == [1, 2, 4, 8, 8, 8, 8, 2, 2, 2, 2, 1]  # 9 last lines: 8, then 1
-    assert sizes(5, 8) == [1, 2, 2]  # a small file is all end
+    assert sizes(40, 8, edge=1) == [1, 2, 4, 8, 8, 8, 5, 2, 1, 1]  # 9 last lines, halved
+    assert sizes(48, 8, edge=1) == [1, 2, 4, 8, 8, 8, 8, 5, 2, 1, 1]
+    assert sizes(5, 8, edge=1) == [1, 2, 1, 1]  # a small file is all end
+    assert sizes(40, 8) == [8] * 5  # no slice is larger than a batch, nor starts smaller
     assert sizes(3, 1) == [1, 1, 1]
     assert sizes(0, 8) == []
-    assert sizes(30_000, 5_000) == [625, 1250, 2500, 5000, 5000, 5000, 5000] + [1250] * 4 + [625]
+    assert sizes(10_321, BATCH) == [1_000, 2_000, 3_661, 1_830, 915, 915]
+    assert sizes(100_000, BATCH) == [1_000, 2_000, 4_000, 8_000, 16_000, 20_000, 20_000] + [
+        14_500,
+        7_250,
+        3_625,
+        1_813,
+        906,
+        906,
+    ]
 
 
 def traced_import(
@@ -551,13 +563,40 @@ def traced_import(
 
 
 def test_each_slice_of_an_import_is_a_transaction_of_its_own(db: Path, tmp_path: Path) -> None:
-    path = write(tmp_path, *(online(f"S{n}", ("P1", 1, "2.00")) for n in range(40)))
-    summary, statements = traced_import(db, path, batch=8)
-    assert summary.outcomes == {"created": 40}
+    path = write(tmp_path, *(online(f"S{n}", ("P1", 1, "2.00")) for n in range(5_000)))
+    summary, statements = traced_import(db, path, batch=2_000)
+    assert summary.outcomes == {"created": 5_000}
     start = statements.index("PRAGMA wal_autocheckpoint = 20000")  # the bulk load's
     loading = statements[start : statements.index("PRAGMA wal_autocheckpoint = 4000")]
-    assert loading.count("COMMIT") == 11  # 1, 2, 4, 8, 8, 8 lines, then 2, 2, 2, 2, 1
+    assert loading.count("COMMIT") == 4  # 1,000, 2,000, then 1,000 and 1,000 lines
     assert_consistent(db)
+
+
+def test_an_import_leaves_nothing_for_the_cycle_collector(db: Path, tmp_path: Path) -> None:
+    """An import runs the cycle collector rarely (``COLLECTIONS``): what it makes, records that
+    fail included, is freed by reference counting alone."""
+    records = [*mixed_batch(), "{not json", {"type": "refund", "site": "shop"}]
+    path = write(tmp_path, *records)
+    with parsing_process() as parser:
+        store = open_store(Settings(database_url=f"sqlite:///{db}"))
+        try:
+            gc.collect()
+            gc.disable()
+            try:
+                with path.open("rb") as source:
+                    summary = run_import(store, parser, source, lambda: MOMENT, batch=4)
+                left = gc.collect()
+                # The parsing process's part, here: with orders prepared, and without.
+                lines = path.read_bytes().splitlines(keepends=True)
+                parse_chunk(1, lines, MOMENT, {"shop": False})
+                parse_chunk(1, lines, MOMENT)
+                left_parsing = gc.collect()
+            finally:
+                gc.enable()
+        finally:
+            store.close()
+    assert summary.outcomes["error"] == 5, summary.outcomes
+    assert left == left_parsing == 0
 
 
 def test_an_import_on_sqlite_commits_each_batch_alone_with_rarer_checkpoints_then_restores(

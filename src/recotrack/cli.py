@@ -311,7 +311,7 @@ def demo(
     "--batch",
     type=click.IntRange(1, 100_000),
     default=None,
-    help="lines per transaction (default 5000 on SQLite, 500 on PostgreSQL)",
+    help="lines per transaction (default 20000 on SQLite, 500 on PostgreSQL)",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @database_option

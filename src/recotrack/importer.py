@@ -43,6 +43,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -69,13 +70,14 @@ from .store import Store
 from .store.db import Db, iso
 from .store.repository import NewRows, Repository, new_order_rows
 
-BATCH = 5_000  # lines per transaction on SQLite
+BATCH = 20_000  # lines per transaction on SQLite
+EDGE = 1_000  # lines of an import's first transaction, and of its last at most
 # On PostgreSQL every record takes a transaction-scoped advisory lock on its order key, and
 # the server's lock table holds a few thousand (max_locks_per_transaction x connections).
 POSTGRES_BATCH = 500
 IN_FLIGHT = 2  # SQLite: batches queued at once, so the writer has the next when one commits
 PARSED_AHEAD = 2  # chunks of lines parsed ahead of the one the writer is given
-COLLECTIONS = (100_000, 50, 100)  # gc thresholds while importing (default 700, 10, 10)
+COLLECTIONS = (1_000_000, 10, 10)  # gc thresholds while importing (default 700, 10, 10)
 _KEYS_PER_QUERY = 500
 
 
@@ -301,19 +303,28 @@ class BulkRepository(Repository):
 
 
 class _Announced(Db):
-    """The store's connection, calling ``before`` ahead of each statement."""
+    """The store's connection, calling ``before`` ahead of each statement.
+
+    ``before`` is a method of the repository that holds this connection, so it is held weakly:
+    the two would otherwise make a cycle, which only the cycle collector frees, and an import
+    runs that rarely (``COLLECTIONS``)."""
 
     def __init__(self, db: Db, before: Callable[[], None]) -> None:
         self.__dict__.update(db.__dict__)  # whatever the store's ``Db`` carries
-        self._before = before
+        self._before = weakref.WeakMethod(before)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        self._before()
+        self._announce()
         return super().execute(sql, params)
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._before()
+        self._announce()
         super().many(sql, rows)
+
+    def _announce(self) -> None:
+        before = self._before()
+        assert before is not None, "a repository's connection outlived it"
+        before()
 
 
 def apply_batch(
@@ -343,7 +354,7 @@ def apply_batch(
     if prefetch:
         bulk.prefetch(entry.key for entry in batch)
     bulk.sums = totals(chunk)
-    sites: dict[str, Site | ApiError] = {}
+    sites: dict[str, Site | None] = {}
     summary = Summary()
     outcomes = summary.outcomes
     for entry in batch:
@@ -372,7 +383,7 @@ def apply_batch(
     return summary
 
 
-def _place_prepared(bulk: BulkRepository, sites: dict[str, Site | ApiError], entry: Entry) -> bool:
+def _place_prepared(bulk: BulkRepository, sites: dict[str, Site | None], entry: Entry) -> bool:
     """Store a prepared order as prepared, if that is how placing it would store it."""
     assert entry.new is not None
     try:
@@ -383,15 +394,15 @@ def _place_prepared(bulk: BulkRepository, sites: dict[str, Site | ApiError], ent
     return entry.new[0] == crowd and bulk.place_new(entry.key, entry.new)
 
 
-def _site(repo: Repository, sites: dict[str, Site | ApiError], name: str) -> Site:
-    found = sites.get(name)
+def _site(repo: Repository, sites: dict[str, Site | None], name: str) -> Site:
+    """The site named, looked up once a batch. An error is raised anew for each record: one
+    raised again would hold, in its traceback, the frames that hold it."""
+    if name in sites:
+        found = sites[name]
+    else:
+        found = sites[name] = repo.get_site(name)
     if found is None:
-        site = repo.get_site(name)
-        found = sites[name] = site or ApiError(
-            "SiteNotRecognized", f"site {name!r:.80} is not known to this server"
-        )
-    if isinstance(found, ApiError):
-        raise found
+        raise ApiError("SiteNotRecognized", f"site {name!r:.80} is not known to this server")
     return found
 
 
@@ -584,8 +595,13 @@ def parsing_process() -> Iterator[ProcessPoolExecutor]:
 
 @contextmanager
 def _collections_spaced() -> Iterator[None]:
-    """An import makes millions of objects that reference counting frees, with few that live
-    long; the cycle collector, run every 700 of them, took a fifth of the writer's time."""
+    """An import makes millions of objects that reference counting frees; those of the lines
+    in flight (a few hundred thousand) live until their transaction ends. The cycle collector
+    runs once the objects made outnumber those freed by its first threshold: at 700, it took a
+    fifth of the writer's time; at 100,000, each run went through the live objects of a
+    transaction's lines (11 ms a run, 6 % of the writer's time at 20,000 lines a transaction).
+    At a million it runs a few times in an import. Nothing an import makes is kept alive only by
+    a cycle, which a test holds it to."""
     before = gc.get_threshold()
     gc.set_threshold(*COLLECTIONS)
     try:
@@ -594,23 +610,27 @@ def _collections_spaced() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def slices(source: IO[bytes], batch: int) -> Iterator[list[bytes]]:
+def slices(source: IO[bytes], batch: int, edge: int = EDGE) -> Iterator[list[bytes]]:
     """The lines of ``source`` in slices of ``batch``, each a transaction, except at both ends.
 
     The writer cannot apply a slice before it is parsed, and once the last line is parsed only
-    the writer works: so the first slice is an eighth of a batch and each next twice the one
-    before (the writer starts sooner), and the last lines (one to two batches' worth) are cut in
-    quarters of a batch (little is left to apply after the parsing). Either end matters only
-    to a file of a few batches."""
-    size = max(1, batch // 8)
+    the writer works: so the first slice is ``edge`` lines and each next twice the one before
+    (the writer starts sooner), and the last lines (one to two batches' worth) are cut in
+    halves, each half of what is left, down to a slice of ``edge`` lines or fewer (little is
+    left to apply after the parsing). Either end matters only to a file of a few batches."""
+    small = min(batch, edge)
+    size = small
     ahead = list(islice(source, size))
     while ahead:
         size = min(batch, 2 * size)
         following = list(islice(source, size))
         if len(following) < size:  # the end: ``ahead`` and ``following`` are the last lines
-            rest, step = ahead + following, max(1, batch // 4)
-            for start in range(0, len(rest), step):
-                yield rest[start : start + step]
+            rest = ahead + following
+            while len(rest) > small:
+                half = (len(rest) + 1) // 2
+                yield rest[:half]
+                rest = rest[half:]
+            yield rest
             return
         yield ahead
         ahead = following
