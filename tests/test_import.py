@@ -528,18 +528,13 @@ def test_slices_start_small_and_cut_the_last_lines_in_halves() -> None:
     assert sizes(40, 8, edge=1) == [1, 2, 4, 8, 8, 8, 5, 2, 1, 1]  # 9 last lines, halved
     assert sizes(48, 8, edge=1) == [1, 2, 4, 8, 8, 8, 8, 5, 2, 1, 1]
     assert sizes(5, 8, edge=1) == [1, 2, 1, 1]  # a small file is all end
-    assert sizes(40, 8) == [8] * 5  # no slice is larger than a batch, nor starts smaller
+    assert sizes(40, 8) == [8] * 5  # a batch under the edge: every slice a batch
     assert sizes(3, 1) == [1, 1, 1]
     assert sizes(0, 8) == []
     assert sizes(10_321, BATCH) == [1_000, 2_000, 3_661, 1_830, 915, 915]
-    assert sizes(100_000, BATCH) == [1_000, 2_000, 4_000, 8_000, 16_000, 20_000, 20_000] + [
-        14_500,
-        7_250,
-        3_625,
-        1_813,
-        906,
-        906,
-    ]
+    start = [1_000, 2_000, 4_000, 8_000, 16_000, 20_000, 20_000]
+    end = [14_500, 7_250, 3_625, 1_813, 906, 906]  # the last 29,000 lines
+    assert sizes(100_000, BATCH) == start + end
 
 
 def traced_import(
