@@ -62,6 +62,36 @@ def test_a_write_alone_in_its_transaction_that_fails_leaves_no_trace(store: Stor
     assert store.read_sync(lambda repo: repo.get_meta("alone")) == "kept"
 
 
+def test_a_write_whose_request_went_away_before_its_batch_is_not_run(store: Store) -> None:
+    """A server's writes wait on its event loop for the next batch; one whose request is
+    cancelled meanwhile (the client left) is dropped, not run."""
+    ran: list[str] = []
+
+    def noted(tag: str) -> Callable[[Repository], str]:
+        def work(repo: Repository) -> str:
+            ran.append(tag)
+            repo.set_meta(tag, tag)
+            return tag
+
+        return work
+
+    async def one_leaves() -> str:
+        kept = asyncio.ensure_future(store.write(noted("kept")))
+        gone = asyncio.ensure_future(store.write(noted("gone")))
+        await asyncio.sleep(0)  # both wait for the batch, which has not started
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        result = await kept
+        await store.drained()
+        return result
+
+    assert asyncio.run(one_leaves()) == "kept"
+    assert ran == ["kept"]
+    stored = store.read_sync(lambda repo: (repo.get_meta("kept"), repo.get_meta("gone")))
+    assert stored == ("kept", None)
+
+
 def traced(store: Store) -> list[str]:
     """The statements the writer's connection runs from now on."""
     statements: list[str] = []

@@ -124,6 +124,12 @@ class LoopBatches(Store):
         finally:
             self._drainer = None
 
+    def _take(self, size: int) -> list[tuple[Work[Any], asyncio.Future[Any]]]:
+        """The loop's next ``size`` writes, less those whose request went away."""
+        taken = self._pending[:size]
+        del self._pending[:size]
+        return [(work, future) for work, future in taken if not future.done()]
+
     @abstractmethod
     def _queued(self) -> int:
         """Writes waiting for the writer threads."""

@@ -116,10 +116,7 @@ class PostgresStore(LoopBatches):
                 except psycopg.Error as exc:  # a batch meanwhile is the threads' (they retry)
                     self._reconnect_at = loop.time() + RECONNECT_PAUSE
                     log.warning("postgresql: the event loop's writer cannot connect: %s", exc)
-            size = min(self.max_batch, MAX_WRITES)
-            taken = self._pending[:size]
-            del self._pending[:size]
-            batch: list[Item] = [(work, future) for work, future in taken if not future.done()]
+            batch: list[Item] = list(self._take(min(self.max_batch, MAX_WRITES)))  # as Items
             while batch:
                 done = self._inline.commit_some(batch)
                 if not done:

@@ -293,9 +293,7 @@ class SqliteStore(LoopBatches):
         """The loop's batches, one after another, while writes are waiting."""
         loop = asyncio.get_running_loop()
         while self._pending:
-            taken = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            batch = [(work, future) for work, future in taken if not future.done()]
+            batch = self._take(self.max_batch)
             if not batch:
                 continue
             futures = [future for _, future in batch]
