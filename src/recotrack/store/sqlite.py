@@ -6,10 +6,12 @@ a write alone in its transaction needs none), commits them together with ``synch
 in WAL mode, and only then resolves their futures: many requests share one fsync, and a reply
 is only sent for a change that is on disk.
 
-In a server the writes of a batch run on the event loop's own thread and only ``COMMIT`` (the
-fsync) is handed to a thread, during which the loop takes the next requests. A writer thread
-of its own would hand the GIL back and forth with the loop at every statement (the sqlite3
-module releases it around each call), and wait up to the switch interval each time. Callers
+In a server the writes of a batch run on the event loop's own thread, which takes the write
+lock itself when it is free (the writer's busy timeout is 0); only ``COMMIT`` (the fsync), and
+waiting for the lock while another process writes, are handed to a thread, during which the
+loop takes the next requests. A writer thread of its own would hand the GIL back and forth
+with the loop at every statement (the sqlite3 module releases it around each call), and wait
+up to the switch interval each time. Callers
 without an event loop (the command line, the importer) use ``submit``: a writer thread runs
 their batches the same way. A lock keeps the two from sharing a transaction.
 
@@ -108,6 +110,11 @@ BULK_AUTOCHECKPOINT_PAGES = 20_000  # while bulk loading (no checkpointer): afte
 # pages one commit in 40 took 5-18 ms (the writes' p99), after 10 ms one in 700, at most 6 ms.
 CHECKPOINT_EVERY = 0.01
 CHECKPOINT_ROUNDS = 8  # passive checkpoints in a row, each copying what the last left
+LOCK_WAIT = 10.0  # seconds a writer waits for the write lock another process holds
+
+# What a transaction did to the statistics: the stamp it replaced, its own, and the sums it
+# added per site (``Rankings.committed``'s arguments).
+Moved = tuple[str, str, dict[str, Delta]]
 
 
 class _Checkpointer:
@@ -167,7 +174,7 @@ class _BatchRepository(WriterRepository):
         self._tag = secrets.token_hex(8)  # this writer's stamps, unique among processes
         self._commits = 0
 
-    def flush(self) -> tuple[str, str, dict[str, Delta]] | None:
+    def flush(self) -> Moved | None:
         """Write the summed changes; (stamp replaced, new stamp, totals), or None if none."""
         summed: dict[str, Delta] = {}
         add_by_site(summed, self.changes)
@@ -208,6 +215,7 @@ class SqliteStore(LoopBatches):
             raise
         self._counters = {"batches": 0.0, "writes": 0.0, "last_batch": 0.0}
         self._writer_conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+        self._writer_conn.execute("PRAGMA busy_timeout = 0")  # waits for the lock: ``_begin``
         self._checkpointer = _Checkpointer(path, synchronous)
         self._repo = _BatchRepository(Db(self._writer_conn, self._dialect), self._sites)
         self._transaction = threading.Lock()  # one batch at a time on the writer connection
@@ -297,8 +305,9 @@ class SqliteStore(LoopBatches):
             if not batch:
                 continue
             futures = [future for _, future in batch]
-            try:  # waiting for the database's write lock happens off the loop too
-                await loop.run_in_executor(self._committer, self._begin)
+            try:  # on the loop if the write lock is free; waiting for it happens off the loop
+                if not self._begin_now():
+                    await loop.run_in_executor(self._committer, self._begin)
             except sqlite3.Error as exc:
                 self._failed(exc, futures)
                 continue
@@ -309,11 +318,14 @@ class SqliteStore(LoopBatches):
                 self._failed(exc, futures)
                 continue
             try:  # the fsync leaves the loop as well; the commit thread releases the lock
-                await loop.run_in_executor(self._committer, self._commit)
+                await loop.run_in_executor(self._committer, self._commit, moved)
             except sqlite3.Error as exc:
                 self._failed(exc, futures)
                 continue
-            self._committed(outcomes, moved, len(batch))
+            self._committed(outcomes, len(batch))
+            # The batch's requests reply (each reads the recommendations) before the loop
+            # runs the next batch, which takes the writes that arrived meanwhile.
+            await asyncio.sleep(0)
 
     def _run(self) -> None:
         """The writer thread: batches of ``submit``."""
@@ -345,17 +357,17 @@ class SqliteStore(LoopBatches):
             return
         try:
             outcomes, moved = self._run_batch(batch)
-            self._finish()
+            self._finish(moved)
         except Exception as exc:
             self._failed(exc, futures)
             return
         finally:
             self._transaction.release()
-        self._committed(outcomes, moved, len(batch))
+        self._committed(outcomes, len(batch))
 
     def _run_batch(
         self, batch: list[tuple[Callable[..., Any], Any]]
-    ) -> tuple[list[tuple[Any, bool, Any]], tuple[str, str, dict[str, Delta]] | None]:
+    ) -> tuple[list[tuple[Any, bool, Any]], Moved | None]:
         """Every write of ``batch`` in its savepoint, then the summed statistics, in the
         transaction ``_begin`` opened; it is left open for ``COMMIT``. A database error fails
         the whole batch: it is rolled back and raised."""
@@ -400,17 +412,51 @@ class SqliteStore(LoopBatches):
         return outcomes, moved
 
     def _begin(self) -> None:
-        """Take the writer connection, then the database's write lock (``BEGIN IMMEDIATE``
-        waits up to the busy timeout while another process writes)."""
+        """Take the writer connection, then the database's write lock, waiting for each: up
+        to ``LOCK_WAIT`` seconds for the lock while another process writes."""
         self._transaction.acquire()
+        deadline = time.monotonic() + LOCK_WAIT
+        pause = 0.001
         try:
-            self._writer_conn.execute("BEGIN IMMEDIATE")
+            while not self._lock_database():
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
         except BaseException:
             self._transaction.release()
             raise
 
-    def _finish(self) -> None:
-        """``COMMIT`` the open batch: the fsync. A batch that cannot commit is rolled back."""
+    def _begin_now(self) -> bool:
+        """``_begin`` if the writer connection and the write lock are both free now; False,
+        holding neither, if not."""
+        if not self._transaction.acquire(blocking=False):
+            return False
+        try:
+            if self._lock_database():
+                return True
+        except BaseException:
+            self._transaction.release()
+            raise
+        self._transaction.release()
+        return False
+
+    def _lock_database(self) -> bool:
+        """``BEGIN IMMEDIATE``: False, at once, if another connection holds the write lock
+        (the writer's busy timeout is 0, so that the loop can try it without waiting)."""
+        try:
+            self._writer_conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                return False
+            raise
+        return True
+
+    def _finish(self, moved: Moved | None) -> None:
+        """``COMMIT`` the open batch: the fsync. A batch that cannot commit is rolled back.
+        The rankings move to the commit's statistics (``moved``) at once, on the committing
+        thread: a reader that sees the new stamp before the loop hears of the commit would
+        otherwise load its rankings from the tables, and not keep them."""
         conn = self._writer_conn
         try:
             conn.execute("COMMIT")
@@ -418,11 +464,13 @@ class SqliteStore(LoopBatches):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if moved is not None:
+            self._rankings.committed(*moved)
 
-    def _commit(self) -> None:
+    def _commit(self, moved: Moved | None) -> None:
         """The commit thread's part of a loop batch: commit, then let the next one begin."""
         try:
-            self._finish()
+            self._finish(moved)
         finally:
             self._transaction.release()
 
@@ -434,14 +482,7 @@ class SqliteStore(LoopBatches):
             if not future.done():
                 future.set_exception(error)
 
-    def _committed(
-        self,
-        outcomes: list[tuple[Any, bool, Any]],
-        moved: tuple[str, str, dict[str, Delta]] | None,
-        size: int,
-    ) -> None:
-        if moved is not None:
-            self._rankings.committed(*moved)
+    def _committed(self, outcomes: list[tuple[Any, bool, Any]], size: int) -> None:
         if not self._bulk:
             self._checkpointer.committed()
         self._counters["batches"] += 1
