@@ -4,7 +4,8 @@ Its cancel-shaped endpoint reads the same form body as cancel.pagex, decodes and
 recotrack's own parser, and answers with recotrack's own renderer; nothing is stored. What it
 serves per second on a machine is the most any recotrack endpoint could serve there.
 
-    .venv/bin/granian --interface asgi --workers 1 --port 8090 bench.reference_app:app
+    .venv/bin/granian --interface asgi --workers 1 --runtime-mode st --port 8090 \
+        bench.reference_app:app
 """
 
 from __future__ import annotations

@@ -641,6 +641,8 @@ def ceiling(args: argparse.Namespace, load: Load, workers: int) -> list[Run]:
         "--no-access-log",
         "--log-level",
         "warning",
+        "--runtime-mode",  # as recotrack serve runs it
+        "st",
         "bench.reference_app:app",
     ]
     saved = (load.base, load.server_pid, load.scripts)
