@@ -11,9 +11,9 @@ lock itself when it is free (the writer's busy timeout is 0); only ``COMMIT`` (t
 waiting for the lock while another process writes, are handed to a thread, during which the
 loop takes the next requests. A writer thread of its own would hand the GIL back and forth
 with the loop at every statement (the sqlite3 module releases it around each call), and wait
-up to the switch interval each time. Callers
-without an event loop (the command line, the importer) use ``submit``: a writer thread runs
-their batches the same way. A lock keeps the two from sharing a transaction.
+up to the switch interval each time. Callers without an event loop (the command line, the
+importer) use ``submit``: a writer thread runs their batches the same way. A lock keeps the
+two from sharing a transaction.
 
 Committed pages are copied from the WAL back into the database by a checkpointer of its own,
 beside the writer, so that no commit waits for a checkpoint of 1,000 pages; the writer's
