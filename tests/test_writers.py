@@ -96,11 +96,20 @@ def test_a_write_whose_request_went_away_before_its_batch_is_not_run(store: Stor
     assert stored == ("kept", None)
 
 
-def traced(store: Store) -> list[str]:
-    """The statements the writer's connection runs from now on."""
+def traced(store: Store, threads: list[str] | None = None) -> list[str]:
+    """The statements the writer's connection runs from now on; into ``threads``, if given,
+    the name of the thread each ran on."""
     statements: list[str] = []
-    store.write_sync(lambda repo: repo.db.conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
+
+    def note(sql: str) -> None:
+        statements.append(sql)
+        if threads is not None:
+            threads.append(threading.current_thread().name)
+
+    store.write_sync(lambda repo: repo.db.conn.set_trace_callback(note))  # type: ignore[attr-defined]
     statements.clear()
+    if threads is not None:
+        threads.clear()
     return statements
 
 
@@ -243,13 +252,8 @@ def test_a_loop_batch_takes_a_free_write_lock_on_the_loop_and_commits_on_a_threa
 ) -> None:
     """Beginning on the loop saves a hand-off to a thread and back per batch (the writes'
     p50 at half load 2.7 -> 2.1 ms); only the fsync leaves the loop."""
-    ran: list[tuple[str, str]] = []
-    sqlite.write_sync(
-        lambda repo: repo.db.conn.set_trace_callback(  # type: ignore[attr-defined]
-            lambda sql: ran.append((sql, threading.current_thread().name))
-        )
-    )
-    ran.clear()
+    threads: list[str] = []
+    statements = traced(sqlite, threads)
 
     async def write() -> str:
         await sqlite.write(lambda repo: repo.set_meta("k", "v"))
@@ -257,8 +261,8 @@ def test_a_loop_batch_takes_a_free_write_lock_on_the_loop_and_commits_on_a_threa
         return threading.current_thread().name
 
     loop_thread = asyncio.run(write())
-    assert ran[0] == ("BEGIN IMMEDIATE", loop_thread)
-    assert ran[-1][0] == "COMMIT" and ran[-1][1].startswith("recotrack-commit")
+    assert (statements[0], threads[0]) == ("BEGIN IMMEDIATE", loop_thread)
+    assert statements[-1] == "COMMIT" and threads[-1].startswith("recotrack-commit")
 
 
 def test_a_loop_batch_waits_off_the_loop_for_a_write_lock_another_process_holds(

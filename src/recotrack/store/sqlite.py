@@ -433,13 +433,13 @@ class SqliteStore(LoopBatches):
         if not self._transaction.acquire(blocking=False):
             return False
         try:
-            if self._lock_database():
-                return True
+            locked = self._lock_database()
         except BaseException:
             self._transaction.release()
             raise
-        self._transaction.release()
-        return False
+        if not locked:
+            self._transaction.release()
+        return locked
 
     def _lock_database(self) -> bool:
         """``BEGIN IMMEDIATE``: False, at once, if another connection holds the write lock
