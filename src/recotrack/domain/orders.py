@@ -116,6 +116,14 @@ class Order:
         snapshot.new_events = []
         return snapshot
 
+    def buyers(self) -> list[tuple[str, str]]:
+        """Who bought it (``buyers``)."""
+        return buyers(self.cuid, self.user_id, self.session)
+
+    def live_refs(self) -> list[str]:
+        """The refCode of each line with a live unit, once per such line."""
+        return [line.ref_code for line in self.lines if line.qty > line.cancelled]
+
     def content(self) -> tuple[Any, ...]:
         """What decides whether a re-send is the same order or an update."""
         return (
@@ -217,6 +225,17 @@ class Order:
                 taken = min(qty, line.live)
                 line.cancelled += taken
                 qty -= taken
+
+
+def buyers(cuid: str, user_id: str, session: str) -> list[tuple[str, str]]:
+    """A buyer's cuid, user id and session, those that are set, each as the order field it
+    is kept in and its value: what any of them has live-bought leaves the recommendations
+    (API.md 5.1)."""
+    return [
+        (name, value)
+        for name, value in (("cuid", cuid), ("user_id", user_id), ("session", session))
+        if value
+    ]
 
 
 def _copy_line(line: Line) -> Line:

@@ -192,3 +192,16 @@ def to_write(totals: dict[str, Delta]) -> dict[str, Delta]:
     """The sites whose totals add something, each without the entries that add nothing, in
     site order (the order their rows are written and locked in)."""
     return {site: total for site in sorted(totals) if (total := totals[site].pruned())}
+
+
+def moves_buyers(changes: Iterable[Change]) -> bool:
+    """Whether any change moves what some buyer has live-bought, statistics or not (a re-sent
+    order can change its user id alone); a sum made elsewhere is taken to."""
+    for _, before, after in changes:
+        if isinstance(after, Delta) or _bought(before) != _bought(after):
+            return True
+    return False
+
+
+def _bought(order: Order | None) -> tuple[list[tuple[str, str]], list[str]] | None:
+    return None if order is None else (order.buyers(), sorted(order.live_refs()))

@@ -1,9 +1,15 @@
-"""Top sellers and bought-together counts kept in memory, moved by every commit's statistics.
+"""Top sellers, bought-together counts and what each buyer has live-bought, kept in memory
+and moved by every commit.
 
 Without them a reader would sum the ranking tables again after every commit, and under a
 steady stream of orders every commit changes them. Instead the SQLite store keeps what its
 readers loaded, and its writer adds each committed batch's summed statistics (the same
 ``Delta`` it writes to the tables), so the figures stay those of the tables.
+
+What a buyer (a cuid, user id or session) has live-bought is read for every page and
+recommendation; from the tables it costs a read of each of the buyer's order lines, more with
+every order. The readers keep it per buyer, as the number of live lines of each refCode, and
+the writer moves it by the orders each commit changed (``Change``: before and after).
 
 Exactness rests on one stamp. Every transaction that changes statistics writes a new unique
 value to ``meta.stats_stamp`` (``STAMP_KEY``), whichever process or store commits it. The
@@ -21,12 +27,15 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..domain.stats import Delta
+from ..domain.stats import Change, Delta
 
 STAMP_KEY = "stats_stamp"
 MAX_ENTRIES = 4096  # loaded pair lists and seller windows; all are dropped beyond it
+MAX_BOUGHT = 262_144  # buyers and refCodes held for them (about 20 MB); all dropped beyond it
 
 Scores = dict[str, list[int | Decimal]]  # refCode -> [units, revenue] (revenue if ranked by it)
+Buyer = tuple[str, str]  # a field of an order and its value: ("cuid", ...), ("user_id", ...), ...
+Bought = dict[str, int]  # refCode -> the buyer's order lines with a live unit of it
 
 
 class Ranked(NamedTuple):
@@ -59,6 +68,8 @@ class Rankings:
         self._sellers: dict[tuple[str, str, str, str], Scores] = {}  # (site, by, first, last)
         self._ranked: dict[tuple[str, str, str, str], Ranked] = {}
         self._together: dict[tuple[str, tuple[str, ...]], Ranked] = {}
+        self._bought: dict[tuple[str, str, str], Bought] = {}  # (site, *buyer)
+        self._bought_held = 0  # buyers and refCodes in ``_bought``, about
 
     # -- readers -------------------------------------------------------------------------
 
@@ -107,6 +118,31 @@ class Rankings:
                 for ref, counts in loaded.items():
                     self._pairs[(site, ref)] = counts
 
+    def bought(self, stamp: str, site: str, buyers: list[Buyer]) -> set[str] | None:
+        """The refCodes any of ``buyers`` has live-bought as of ``stamp``; None if any of
+        them is not held for that state."""
+        with self._lock:
+            if stamp != self._stamp:
+                return None
+            found: set[str] = set()
+            for buyer in buyers:
+                counts = self._bought.get((site, *buyer))
+                if counts is None:
+                    return None
+                found.update(counts)
+            return found
+
+    def keep_bought(self, stamp: str, site: str, loaded: dict[Buyer, Bought]) -> None:
+        with self._lock:
+            if not self._may_keep(stamp):
+                return
+            if self._bought_held >= MAX_BOUGHT:
+                self._bought.clear()
+                self._bought_held = 0
+            for buyer, counts in loaded.items():
+                self._bought[(site, *buyer)] = counts
+                self._bought_held += 1 + len(counts)
+
     def _may_keep(self, stamp: str) -> bool:
         """Whether entries read under ``stamp`` may be kept (the lock is held). A reader that
         saw a state these rankings do not hold starts them afresh at it, unless this store's
@@ -131,8 +167,11 @@ class Rankings:
         with self._lock:
             self._committing = False
 
-    def committed(self, replaced: str | None, stamp: str, totals: dict[str, Delta]) -> None:
-        """A transaction replaced stamp ``replaced`` by ``stamp``, adding ``totals`` per site."""
+    def committed(
+        self, replaced: str | None, stamp: str, totals: dict[str, Delta], changes: list[Change]
+    ) -> None:
+        """A transaction replaced stamp ``replaced`` by ``stamp``, adding ``totals`` per site
+        and making ``changes`` to orders."""
         with self._lock:
             self._committing = False
             if self._stamp != replaced or self._stamp is None:
@@ -149,6 +188,8 @@ class Rankings:
                         del self._together[key]
                 if change.products:
                     self._move_sellers(site, change)
+            if self._bought:
+                self._move_bought(changes)
 
     def _move_sellers(self, site: str, change: Delta) -> None:
         for key, scores in self._sellers.items():
@@ -166,12 +207,42 @@ class Rankings:
             if moved:
                 self._ranked.pop(key, None)
 
+    def _move_bought(self, changes: list[Change]) -> None:
+        """Each held buyer of a changed order loses the order's live lines as they were and
+        gains them as they are."""
+        bought = self._bought
+        for site, before, after in changes:
+            if isinstance(after, Delta):  # orders counted elsewhere: their buyers are unknown
+                bought.clear()
+                self._bought_held = 0
+                return
+            for order, sign in ((before, -1), (after, 1)):
+                if order is None:
+                    continue
+                refs = None
+                for name, value in order.buyers():
+                    counts = bought.get((site, name, value))
+                    if counts is None:
+                        continue
+                    if refs is None:
+                        refs = order.live_refs()
+                    for ref in refs:
+                        n = counts.get(ref, 0) + sign
+                        if n == 0:
+                            del counts[ref]
+                            continue
+                        if n == 1 and sign == 1:
+                            self._bought_held += 1  # a refCode new to this buyer
+                        counts[ref] = n
+
     def _clear(self, stamp: str | None) -> None:
         self._stamp = stamp
         self._pairs.clear()
         self._sellers.clear()
         self._ranked.clear()
         self._together.clear()
+        self._bought.clear()
+        self._bought_held = 0
 
 
 def rank_sellers(scores: Scores, by: str) -> Ranked:

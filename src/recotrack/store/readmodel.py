@@ -2,7 +2,8 @@
 
 Top sellers, bought together and daily reports are the ``stat_*`` tables kept by
 ``Repository.apply``. A buyer's history and a session's purchases are read straight from the
-live quantities of the order lines through indexes, so they cannot drift.
+live quantities of the order lines through indexes, so they cannot drift; on SQLite what a buyer
+has live-bought is kept in memory between commits as well (``recotrack.store.rankings``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..domain.orders import Line, Order
+from ..domain.orders import Line, Order, buyers
 from ..domain.stats import ZERO, Delta, Report
 from .db import Db, dec, from_iso
-from .rankings import STAMP_KEY, Rankings, Scores, rank_sellers, rank_together
+from .rankings import (
+    STAMP_KEY,
+    Bought,
+    Buyer,
+    Rankings,
+    Scores,
+    rank_sellers,
+    rank_together,
+)
 
 MAX_REPORT_DAYS = 366
 
@@ -126,24 +135,49 @@ class ReadModel:
     def live_bought(
         self, site: str, cuid: str = "", user_id: str = "", session: str = ""
     ) -> set[str]:
-        """refCodes this cuid, user id or session has bought and not cancelled: one query, one
-        row (read on every page and recommendation request)."""
-        who: list[str] = []
-        params: list[str] = []
-        for column, value in (("cuid", cuid), ("user_id", user_id), ("session", session)):
-            if value:  # each term whole, so that SQLite answers the OR from the indexes
-                who.append(f"(o.site = ? AND o.{column} = ?)")
-                params += [site, value]
+        """refCodes this cuid, user id or session has bought and not cancelled (read on every
+        page and recommendation request): from the rankings when they hold these buyers for
+        the state the database is in, else with one query."""
+        who = buyers(cuid, user_id, session)
         if not who:
             return set()
+        rankings = self._rankings
+        if rankings is None:
+            return self._live_refs(site, who)
+        found = rankings.bought(self._stamp(), site, who)
+        if found is None:
+            with self._consistent():
+                stamp = self._stamp()
+                loaded = {buyer: self._live_lines(site, *buyer) for buyer in who}
+            rankings.keep_bought(stamp, site, loaded)
+            found = set().union(*loaded.values())
+        return found
+
+    def _live_refs(self, site: str, who: list[Buyer]) -> set[str]:
+        # each term whole, so that SQLite answers the OR from the indexes
+        terms = " OR ".join(f"(o.site = ? AND o.{name} = ?)" for name, _ in who)
+        params = [param for _, value in who for param in (site, value)]
         dialect = self.db.dialect
         (found,) = self.db.one(
             f"SELECT {dialect.text_array('l.ref_code')} FROM orders o CROSS JOIN order_lines l"
             " WHERE l.site = o.site AND l.order_id = o.id"
-            f" AND ({' OR '.join(who)}) AND l.qty > l.cancelled",
+            f" AND ({terms}) AND l.qty > l.cancelled",
             params,
         )
         return set(dialect.texts(found))
+
+    def _live_lines(self, site: str, name: str, value: str) -> Bought:
+        """What one buyer has live-bought, as the rankings keep it: its order lines with a
+        live unit, counted per refCode."""
+        return {
+            ref: int(n)
+            for ref, n in self.db.all(
+                "SELECT l.ref_code, COUNT(*) FROM orders o CROSS JOIN order_lines l"
+                " WHERE l.site = o.site AND l.order_id = o.id"
+                f" AND o.site = ? AND o.{name} = ? AND l.qty > l.cancelled GROUP BY l.ref_code",
+                (site, value),
+            )
+        }
 
     # history and session_purchases read the buyer's orders first (through the cuid, user or
     # session index), then their lines: SQLite never reorders a CROSS JOIN, and without table

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.money import plain
-from ..domain.stats import Delta, add_by_site, to_write
+from ..domain.stats import Change, Delta, add_by_site, moves_buyers, to_write
 from .db import Db, Dialect, StoreError
 from .migrate import migrate as run_migrations
 from .port import LoopBatches, T, Work, enqueue
@@ -112,9 +112,9 @@ CHECKPOINT_EVERY = 0.01
 CHECKPOINT_ROUNDS = 8  # passive checkpoints in a row, each copying what the last left
 LOCK_WAIT = 10.0  # seconds a writer waits for the write lock another process holds
 
-# What a transaction did to the statistics: the stamp it replaced, its own, and the sums it
-# added per site (``Rankings.committed``'s arguments).
-Moved = tuple[str, str, dict[str, Delta]]
+# What a transaction did to the read model: the stamp it replaced, its own, the sums it added
+# to the statistics per site, and the changes of orders (``Rankings.committed``'s arguments).
+Moved = tuple[str, str, dict[str, Delta], list[Change]]
 
 
 class _Checkpointer:
@@ -167,7 +167,8 @@ class _Checkpointer:
 class _BatchRepository(WriterRepository):
     """The writer's repository: the read-model changes of a transaction are summed and applied
     just before it commits. A write that fails takes its changes with it. A transaction that
-    changes statistics gets a new stamp (``recotrack.store.rankings``)."""
+    changes statistics, or what a buyer has live-bought, gets a new stamp
+    (``recotrack.store.rankings``)."""
 
     def __init__(self, db: Db, site_cache: dict[str, Any]) -> None:
         super().__init__(db, site_cache)
@@ -175,12 +176,12 @@ class _BatchRepository(WriterRepository):
         self._commits = 0
 
     def flush(self) -> Moved | None:
-        """Write the summed changes; (stamp replaced, new stamp, totals), or None if none."""
+        """Write the summed changes; what moved (``Moved``), or None if nothing did."""
+        changes, self.changes = self.changes, []
         summed: dict[str, Delta] = {}
-        add_by_site(summed, self.changes)
-        self.changes.clear()
+        add_by_site(summed, changes)
         totals = to_write(summed)
-        if not totals:
+        if not totals and not moves_buyers(changes):
             return None
         for site, total in totals.items():
             self.write_statistics(site, total)
@@ -188,7 +189,7 @@ class _BatchRepository(WriterRepository):
         self._commits += 1
         stamp = f"{self._tag}-{self._commits}"
         self.set_meta(STAMP_KEY, stamp)
-        return replaced, stamp, totals
+        return replaced, stamp, totals, changes
 
 
 class SqliteStore(LoopBatches):
