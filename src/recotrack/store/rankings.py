@@ -11,8 +11,10 @@ recommendation; from the tables it costs a read of each of the buyer's order lin
 every order. The readers keep it per buyer, as the number of live lines of each refCode, and
 the writer moves it by the orders each commit changed (``Change``: before and after).
 
-Exactness rests on one stamp. Every transaction that changes statistics writes a new unique
-value to ``meta.stats_stamp`` (``STAMP_KEY``), whichever process or store commits it. The
+Exactness rests on one stamp. Every transaction that changes statistics, or what a buyer has
+live-bought, writes a new unique value to ``meta.stats_stamp`` (``STAMP_KEY``), whichever
+process or store commits it (an import's too: its sums name no buyer, so the writer then
+drops every buyer held). The
 rankings hold the stamp of the database state they reflect; a read first reads the stamp in
 the database, and uses the rankings only when the two are equal. An entry is loaded in a read
 transaction together with the stamp it was read under, and kept only under that stamp. The
