@@ -577,13 +577,12 @@ def run_suite(
                 recotrack("site", "create", SITE, "--enable-cancellations", database=scratch)
                 imports.append(timed_import(workload_file(work, base_config), scratch))
         suite.import_rates = [rate for _, rate, _, _ in imports]
-        imports.sort(key=lambda timed: timed[1])
-        seconds, rate, records, rss = imports[len(imports) // 2]
+        seconds, rate, records, rss = median_import(imports)
         suite.import_seconds, suite.import_lines_per_s = seconds, rate
         suite.import_records, suite.import_rss_mib = records, rss
         log(
-            f"imported {records:,} records in {seconds:.1f} s ({rate:,.0f} order lines/s,"
-            f" the median of {', '.join(f'{r:,.0f}' for r in suite.import_rates)})"
+            f"imported {records:,} records in {seconds:.1f} s ({rate:,.0f} order lines/s"
+            f"{import_runs_text(suite)})"
         )
         suite.stored_start = stored_orders(url)
 
@@ -673,6 +672,14 @@ def ceiling(args: argparse.Namespace, load: Load, workers: int) -> list[Run]:
             runs.append(load.wrk("ceiling", 0, args.seconds))
     load.base, load.server_pid, load.scripts = saved
     return runs
+
+
+def median_import(
+    imports: list[tuple[float, float, int, float]],
+) -> tuple[float, float, int, float]:
+    """Of ``timed_import``'s figures for several runs (an odd number), the run of the median
+    rate."""
+    return sorted(imports, key=lambda timed: timed[1])[len(imports) // 2]
 
 
 def import_runs_text(suite: Suite) -> str:

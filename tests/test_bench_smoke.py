@@ -128,6 +128,13 @@ def test_the_reference_app_parses_the_cancel_form_and_answers_like_cancel_pagex(
 
 def test_the_report_has_the_figures_of_each_run(tmp_path: Path) -> None:
     suite = harness.Suite("sqlite", 10_000, 1, ceiling=10_000.0, ceiling_before=1)
+    imports = [(0.52, 50_000.0, 10_321, 90.0), (0.5, 52_000.0, 10_321, 91.0)]
+    imports.append((0.51, 51_000.0, 10_321, 89.0))
+    suite.import_rates = [rate for _, rate, _, _ in imports]
+    median = harness.median_import(imports)
+    suite.import_seconds, suite.import_lines_per_s, suite.import_records, suite.import_rss_mib = (
+        median
+    )
     suite.ceiling_runs = [  # one before the endpoints, one after
         harness.Run("ceiling", -1, 4, rate, 1, 2, 3, 0, 0, 0.5, 1.0) for rate in (9_000, 11_000)
     ]
@@ -158,6 +165,10 @@ def test_the_report_has_the_figures_of_each_run(tmp_path: Path) -> None:
     assert "| recs top-sellers | 10,000 | 6,000 | 60.0 % |" in text
     assert "**10,000** requests/s (median of 2: 1 before the endpoints, median 9,000/s," in text
     assert "and 1 after, 11,000/s;" in text
+    assert (
+        "Import of 10,321 records: 0.5 s, 51,000 order lines/s (the median of 3 runs: 50,000,"
+        " 52,000, 51,000), peak RSS 89 MiB." in text
+    )
     json.dumps([harness.asdict(suite)])  # the results file can be written
 
 
