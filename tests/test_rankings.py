@@ -255,3 +255,17 @@ def test_orders_imported_through_the_servers_own_store_reach_the_buyers_it_holds
     assert live_bought(api.store, user_id="u-1") == {"P1", "P2"}
     assert live_bought(api.store, cuid=who["cuid"]) == {"P1", "P2"}
     api.assert_consistent()
+
+
+def test_a_server_sees_at_once_what_a_buyer_bought_or_cancelled_through_another_server(
+    api: Api, other: Api
+) -> None:
+    site = api.create_site(cancellations=True, cancelAuth="open")
+    who = pair(api.place(site, order_body("O1", ("P1", 1, "1.00")), user={"id": "u-1"}))
+    assert live_bought(api.store, user_id="u-1") == {"P1"}  # held by this server on SQLite
+    response = other.place(site, order_body("O2", ("P2", 1, "1.00")), user={"id": "u-1"}, **who)
+    assert response.status_code == 200, response.text
+    assert live_bought(api.store, who["cuid"], "u-1", who["session"]) == {"P1", "P2"}
+    assert other.cancel("mysite", orderNo="O1", **who).status_code == 200
+    assert live_bought(api.store, user_id="u-1") == {"P2"}
+    api.assert_consistent()
