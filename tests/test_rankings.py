@@ -143,8 +143,8 @@ def test_what_buyers_have_live_bought_read_while_orders_change_ends_equal_to_a_f
         user = {"id": f"u-{(n + n // 9) % 5}"}
         response = api.place(site, order_body(f"O{n}", *lines), user=user, **who)
         assert response.status_code == 200, response.text
-        if n % 4 == 0:  # the same order again, changed: an update
-            response = api.place(site, order_body(f"O{n}", lines[0], ("P6", 2, "1.50")), **who)
+        if n % 4 == 1:  # the same order again, changed: an update
+            response = api.place(site, order_body(f"O{n}", lines[0], ("P7", 2, "1.50")), **who)
             assert response.status_code == 200, response.text
         if n % 5 == 0:
             response = api.cancel("mysite", session="s", cuid="c", orderNo=f"O{n - 3}")
@@ -170,7 +170,7 @@ def test_what_buyers_have_live_bought_read_while_orders_change_ends_equal_to_a_f
     with app_on(settings, clock) as fresh:  # read afresh from the tables
         seen = [live_bought(api.store, **buyer) for buyer in buyers]
         assert seen == [live_bought(fresh.store, **buyer) for buyer in buyers]
-        assert set() in seen and {"P6"} < set().union(*seen)
+        assert "P7" in set().union(*seen)  # the updates were made
     api.assert_consistent()
 
 
